@@ -29,7 +29,7 @@ def free_port() -> int:
 def wait_until(
     condition: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01, what: str = ""
 ) -> Any:
-    """Poll ``condition`` until it returns something truthy; fail with ``what`` after ``timeout``."""
+    """Poll ``condition`` until truthy; fail naming ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
@@ -60,13 +60,20 @@ class RedisServer:
         workdir.mkdir(parents=True, exist_ok=True)
         args = [
             binary,
-            "--bind", "127.0.0.1",
-            "--port", str(self.port),
-            "--dir", str(workdir),
-            "--save", "",
-            "--appendonly", "yes" if appendonly else "no",
-            "--daemonize", "no",
-            "--loglevel", "warning",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--dir",
+            str(workdir),
+            "--save",
+            "",
+            "--appendonly",
+            "yes" if appendonly else "no",
+            "--daemonize",
+            "no",
+            "--loglevel",
+            "warning",
         ]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         wait_until(lambda: port_open(self.port), timeout=10, what="redis-server to listen")

@@ -5,3 +5,48 @@ from __future__ import annotations
 import click
 
 ALL: list[click.Command] = []
+
+
+def _prompts() -> click.Command:
+    from worker.cli_prompts import prompts
+
+    return prompts
+
+
+ALL.append(_prompts())
+
+
+def _ingress() -> click.Command:
+    from worker.cli_ingress import ingress
+
+    return ingress
+
+
+ALL.append(_ingress())
+
+
+def _goto() -> list[click.Command]:
+    from worker.cli_goto import deprovision_command, provision_command
+
+    return [provision_command, deprovision_command]
+
+
+ALL.extend(_goto())
+
+
+def _sandbox() -> click.Command:
+    from worker.cli_sandbox import sandbox
+
+    return sandbox
+
+
+ALL.append(_sandbox())
+
+
+def _node() -> list[click.Command]:
+    from worker.cli_node import beat_command, worker_command
+
+    return [worker_command, beat_command]
+
+
+ALL.extend(_node())

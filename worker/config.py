@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 PREFIX = "CALLWORKER_"
+BUNDLED_PROMPTS = Path(__file__).resolve().parent.parent / "audio_prompts"
 
 T = TypeVar("T")
 
@@ -65,7 +66,9 @@ def _url(variable: str, raw: str) -> str:
 
 def _redis_url(variable: str, raw: str) -> str:
     parts = urlsplit(raw)
-    if parts.scheme not in ("redis", "rediss", "unix") or (parts.scheme != "unix" and not parts.netloc):
+    if parts.scheme not in ("redis", "rediss", "unix") or (
+        parts.scheme != "unix" and not parts.netloc
+    ):
         raise ConfigError(variable, f"expected a redis:// or rediss:// URL, got {raw!r}")
     return raw
 
@@ -100,7 +103,9 @@ def _extensions(variable: str, raw: str) -> tuple[str, ...]:
     items = _list(raw)
     for item in items:
         if not item.isdigit():
-            raise ConfigError(variable, f"expected comma-separated digit strings, {item!r} is not one")
+            raise ConfigError(
+                variable, f"expected comma-separated digit strings, {item!r} is not one"
+            )
     return items
 
 
@@ -160,6 +165,7 @@ class Settings:
     database_url: str = ""
     data_dir: Path = Path("data")
     recordings_dir: Path = Path("")
+    prompts_dir: Path = Path("")
     # Media
     ice_servers: tuple[str, ...] = ()
     candidate_addresses: tuple[str, ...] = ()
@@ -168,10 +174,19 @@ class Settings:
     max_loop_lag_ms: float = 50.0
     max_call_seconds: int = 3600
     log_level: str = "INFO"
+    # Default call handling (until rules and flows are configured)
+    greeting_prompt: str = "greeting"
+    record_seconds: int = 30
+    blocklist: tuple[str, ...] = ()
+    open_hours: str = ""
+    timezone: str = "UTC"
+    overflow_action: str = "voicemail"
 
     def __post_init__(self) -> None:
         if self.recordings_dir == Path(""):
             object.__setattr__(self, "recordings_dir", self.data_dir / "recordings")
+        if self.prompts_dir == Path(""):
+            object.__setattr__(self, "prompts_dir", BUNDLED_PROMPTS)
 
     @property
     def effective_database_url(self) -> str:
@@ -240,7 +255,9 @@ def _optional(parser: Callable[[str, str], T]) -> Callable[[str, str], T | str]:
 def _log_level(variable: str, raw: str) -> str:
     level = raw.strip().upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-        raise ConfigError(variable, f"expected DEBUG, INFO, WARNING, ERROR or CRITICAL, got {raw!r}")
+        raise ConfigError(
+            variable, f"expected DEBUG, INFO, WARNING, ERROR or CRITICAL, got {raw!r}"
+        )
     return level
 
 
@@ -248,6 +265,35 @@ def _port(variable: str, raw: str) -> int:
     value = _int(variable, raw, minimum=0)
     if value > 65535:
         raise ConfigError(variable, f"expected a TCP port 0-65535, got {value}")
+    return value
+
+
+def _open_hours(variable: str, raw: str) -> str:
+    from worker.node.hours import HoursError, parse_weekly_hours
+
+    try:
+        parse_weekly_hours(raw)
+    except HoursError as exc:
+        raise ConfigError(variable, str(exc)) from None
+    return raw.strip()
+
+
+def _timezone(variable: str, raw: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(raw.strip())
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            variable, f"expected an IANA time zone like Europe/Paris, got {raw!r}"
+        ) from None
+    return raw.strip()
+
+
+def _overflow_action(variable: str, raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in ("voicemail", "decline", "ignore"):
+        raise ConfigError(variable, f"expected voicemail, decline or ignore, got {raw!r}")
     return value
 
 
@@ -269,12 +315,19 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "database_url": _text,
     "data_dir": _path,
     "recordings_dir": _path,
+    "prompts_dir": _path,
     "ice_servers": _ice_servers,
     "candidate_addresses": _addresses,
     "max_live_calls": lambda v, r: _int(v, r, minimum=0),
     "max_loop_lag_ms": lambda v, r: _float(v, r, minimum=0.0),
     "max_call_seconds": lambda v, r: _int(v, r, minimum=1),
     "log_level": _log_level,
+    "greeting_prompt": _text,
+    "record_seconds": lambda v, r: _int(v, r, minimum=0),
+    "blocklist": lambda v, r: _list(r),
+    "open_hours": _open_hours,
+    "timezone": _timezone,
+    "overflow_action": _overflow_action,
 }
 
 __all__ = ["PREFIX", "ConfigError", "Secret", "Settings"]

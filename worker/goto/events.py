@@ -100,7 +100,9 @@ class UnknownNotification(_Envelope):
         return value if isinstance(value, str) and value else None
 
 
-Notification = GreetingsNotification | IncomingNotification | EndedNotification | UnknownNotification
+Notification = (
+    GreetingsNotification | IncomingNotification | EndedNotification | UnknownNotification
+)
 
 _TYPED: dict[str, type[GreetingsNotification | IncomingNotification | EndedNotification]] = {
     "greetings": GreetingsNotification,

@@ -1,0 +1,185 @@
+"""A live call on a node's media loop: answer, greet, record, hang up, finish.
+
+:func:`answer_call` runs on the media loop. It returns once the call is
+answered and its media connected (that is the hand-off a Celery task waits
+for) and leaves the call's script running as a task: play the greeting,
+record the caller up to the decision's limit, hang up. The call finishes
+exactly once, whichever comes first: the script ends, GoTo's ``ended``
+arrives (:meth:`LiveCall.far_end_ended`), the media fails, the maximum call
+length passes or the node hangs it up while draining.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from worker.goto.client import GoToClient
+from worker.goto.errors import GoToError, NotFoundError
+from worker.logs import call_id_var
+from worker.media.prompts import PromptLibrary
+from worker.media.recorder import RecordingInfo
+from worker.media.session import CallSession, MediaConfig, SessionError
+from worker.node.decide import Decision
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT = 10.0
+ENDED_GRACE = 3.0
+
+
+@dataclass
+class CallResult:
+    """How a live call finished, for the store."""
+
+    outcome: str
+    reason: str
+    hung_up_by: str
+    recording: RecordingInfo | None = None
+    digits: list[str] = field(default_factory=list)
+    steps: list[dict[str, object]] = field(default_factory=list)
+
+
+@dataclass
+class CallContext:
+    """What a live call needs from its node."""
+
+    client: GoToClient
+    prompts: PromptLibrary
+    media: MediaConfig
+    channel_id: str
+    recordings_dir: Path
+    max_call_seconds: float
+    on_finished: Callable[[LiveCall, CallResult], Awaitable[None]]
+
+
+class LiveCall:
+    """One answered call owned by this node."""
+
+    def __init__(self, call_id: str, decision: Decision, context: CallContext) -> None:
+        self.call_id = call_id
+        self.decision = decision
+        self.context = context
+        self.session = CallSession(context.media, call_id=call_id)
+        self.steps: list[dict[str, object]] = []
+        self.ended_by_far_end = asyncio.Event()
+        self.end_reason = ""
+        self.task: asyncio.Task[None] | None = None
+        self._closing: asyncio.Future[None] | None = None
+        self._finished = False
+
+    def step(self, name: str, **details: object) -> None:
+        self.steps.append({"step": name, "at": round(self.session.media_time(), 3), **details})
+
+    async def answer(self) -> None:
+        """Offer our SDP through the answer endpoint and wait for media to connect."""
+        offer = await self.session.create_offer()
+        info = await self.context.client.answer(
+            self.call_id, sdp=offer, in_call_channel_id=self.context.channel_id
+        )
+        if not info.sdp:
+            raise SessionError(f"call {self.call_id}: the answer reply carried no SDP")
+        await self.session.accept_answer(info.sdp)
+        async with asyncio.timeout(CONNECT_TIMEOUT):
+            await self.session.wait_connected()
+        self.step("answered")
+
+    def far_end_ended(self, reason: str) -> None:
+        """GoTo said the call ended (the caller hung up, or GoTo ended it)."""
+        self.end_reason = reason
+        self.ended_by_far_end.set()
+        if not self.session.closed.is_set():
+            self._closing = asyncio.ensure_future(self.session.close(f"call ended ({reason})"))
+
+    def hang_up_now(self, reason: str) -> None:
+        """End the call from our side at once (draining, reaping)."""
+        self.end_reason = reason
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+
+    async def run(self) -> None:
+        """The call's script; always finishes the call."""
+        token = call_id_var.set(self.call_id)
+        outcome, reason = "completed", "script finished"
+        try:
+            async with asyncio.timeout(self.context.max_call_seconds):
+                await self._script()
+        except asyncio.CancelledError:
+            reason = self.end_reason or "cancelled"
+        except TimeoutError:
+            reason = f"maximum call length {self.context.max_call_seconds:.0f} s reached"
+        except SessionError as exc:
+            # Media closing is how a caller's hang-up often shows first; GoTo's
+            # `ended` follows. Give it a moment before calling the call failed.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(ENDED_GRACE):
+                    await self.ended_by_far_end.wait()
+            if not self.ended_by_far_end.is_set():
+                outcome, reason = "failed", str(exc)
+                log.error("call failed: %s", exc)
+        except GoToError as exc:
+            outcome, reason = "failed", str(exc)
+            log.error("call failed: %s", exc)
+        except Exception as exc:
+            outcome, reason = "failed", f"{type(exc).__name__}: {exc}"
+            log.exception("call script crashed")
+        finally:
+            call_id_var.reset(token)
+        hung_up_by = "callworker"
+        if self.ended_by_far_end.is_set():
+            hung_up_by, reason = "caller", f"call ended by GoTo ({self.end_reason})"
+        await self._finish(CallResult(outcome, reason, hung_up_by), hang_up=hung_up_by != "caller")
+
+    async def _script(self) -> None:
+        session = self.session
+        decision = self.decision
+        if decision.greeting:
+            prompt = self.context.prompts.get(decision.greeting)
+            self.step("play", prompt=decision.greeting)
+            await self._until_closed(session.playback.play(prompt).done.wait())
+        if decision.record_seconds > 0:
+            path = self.context.recordings_dir / recording_name(self.call_id)
+            recorder = session.start_recording(path, max_seconds=decision.record_seconds)
+            stopped = asyncio.Event()
+            recorder.on_stop = lambda _reason: stopped.set()
+            self.step("record", max_seconds=decision.record_seconds)
+            await self._until_closed(stopped.wait())
+        self.step("hangup")
+
+    async def _until_closed(self, waiting: Awaitable[object]) -> None:
+        """Wait for ``waiting``; raise SessionError if the media closes first."""
+        inner = asyncio.ensure_future(waiting)
+        closed = asyncio.ensure_future(self.session.closed.wait())
+        try:
+            await asyncio.wait({inner, closed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            inner.cancel()
+            closed.cancel()
+        if self.session.closed.is_set() and not inner.done():
+            raise SessionError(f"call {self.call_id}: media closed ({self.session.close_reason})")
+
+    async def _finish(self, result: CallResult, *, hang_up: bool) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        if hang_up:
+            with contextlib.suppress(NotFoundError):
+                try:
+                    await self.context.client.hangup(self.call_id)
+                except GoToError as exc:
+                    log.warning("call %s: hang-up request failed: %s", self.call_id, exc)
+        result.recording = self.session.stop_recording() or self.session.recording
+        await self.session.close(result.reason)
+        result.digits = [event.digit for event in self.session.digits.history]
+        result.steps = self.steps
+        await self.context.on_finished(self, result)
+
+
+def recording_name(call_id: str, now: datetime | None = None) -> str:
+    moment = now or datetime.now(UTC)
+    return f"{moment:%Y%m%d-%H%M%S}-{call_id}.wav"
