@@ -81,7 +81,7 @@ def _announce(sim: Simulator, url: str) -> None:
 @click.option(
     "--far-end",
     type=click.Choice(["static", "aiortc"]),
-    default="static",
+    default="aiortc",
     show_default=True,
     help="static: SDP answers without media; aiortc: a real WebRTC far end.",
 )

@@ -50,3 +50,12 @@ def _node() -> list[click.Command]:
 
 
 ALL.extend(_node())
+
+
+def _up() -> click.Command:
+    from worker.cli_up import up_command
+
+    return up_command
+
+
+ALL.append(_up())

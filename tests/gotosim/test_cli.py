@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import queue
+import shutil
 import signal
 import socket
 import subprocess
@@ -18,8 +19,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def callworker(*args: str) -> subprocess.Popen[str]:
+    """Run the ``callworker`` console script (or the same entry point when not installed)."""
+    script = shutil.which("callworker", path=str(Path(sys.executable).parent))
+    command = [script] if script else [sys.executable, "-c", "from worker.cli import main; main()"]
     return subprocess.Popen(
-        [sys.executable, "-c", "from worker.cli import main; main()", *args],
+        [*command, *args],
         cwd=ROOT,
         env=env_without_callworker(),
         stdout=subprocess.PIPE,

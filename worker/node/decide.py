@@ -22,14 +22,26 @@ class Action(StrEnum):
     VOICEMAIL = "voicemail"
     DECLINE = "decline"
     IGNORE = "ignore"
+    FORWARD = "forward"  # blind transfer to Decision.destination (routing rules only)
 
 
 @dataclass(frozen=True)
 class Decision:
+    """What to do with a new call.
+
+    ``flow`` names the flow to run on ANSWER ("" means the node's default path:
+    greet and record), ``destination`` is the E.164 number or extension for
+    FORWARD, and ``rule`` names the routing rule that matched ("" when the
+    settings-driven default decided).
+    """
+
     action: Action
     reason: str
     greeting: str = ""
     record_seconds: int = 0
+    flow: str = ""
+    destination: str = ""
+    rule: str = ""
 
 
 @dataclass(frozen=True)

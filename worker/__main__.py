@@ -1,0 +1,5 @@
+"""``python -m worker`` is the ``callworker`` command."""
+
+from worker.cli import main
+
+main(prog_name="callworker")
