@@ -279,6 +279,25 @@ async def get_call(request: Request, sim: Simulator) -> Response:
 
 
 @control
+async def get_heard(request: Request, sim: Simulator) -> Response:
+    """What the caller of a call heard (real far end only); ``?energy=0`` drops the envelope."""
+    call_id = request.path_params["call_id"]
+    sim.calls.get(call_id)  # 404 for an unknown call
+    heard = getattr(sim.far_end, "heard", None)
+    if heard is None:
+        raise ApiError(
+            404, "NOT_FOUND", "this sandbox's far end records nothing (--far-end static)"
+        )
+    try:
+        report = heard(call_id).as_json()
+    except KeyError:
+        raise not_found("far-end leg of call", call_id) from None
+    if request.query_params.get("energy", "1") == "0":
+        report.pop("energy", None)
+    return reply(report)
+
+
+@control
 async def list_requests(request: Request, sim: Simulator) -> Response:
     return reply({"items": _match_requests(sim, request.query_params)})
 
@@ -421,6 +440,7 @@ routes = [
     Route(P + "/calls", place_call, methods=["POST"]),
     Route(P + "/calls/{call_id}", get_call, methods=["GET"]),
     Route(P + "/calls/{call_id}/hangup", hangup_call, methods=["POST"]),
+    Route(P + "/calls/{call_id}/heard", get_heard, methods=["GET"]),
     Route(P + "/numbers", list_numbers, methods=["GET"]),
     Route(P + "/numbers/{number}", put_number, methods=["PUT"]),
     Route(P + "/numbers/{number}", delete_number, methods=["DELETE"]),

@@ -59,3 +59,21 @@ def _up() -> click.Command:
 
 
 ALL.append(_up())
+
+
+def _calls() -> click.Command:
+    from worker.cli_calls import calls_group
+
+    return calls_group
+
+
+ALL.append(_calls())
+
+
+def _check() -> click.Command:
+    from worker.cli_check import check
+
+    return check
+
+
+ALL.append(_check())

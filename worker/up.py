@@ -153,21 +153,27 @@ class System:
         self.report = asyncio.run(provision(self.settings))
         if not self.report.confirmed:
             raise UpError("provisioning could not confirm the greetings notification")
-        worker = self._child(
-            "worker", _callworker("worker", "--name", f"node1@{socket.gethostname()}")
-        )
-        worker.start(self._env())
-        self.started.append(("worker node", f"log {worker.log_path}"))
+        self.add_worker("node1")
         beat = self._child("beat", _callworker("beat"))
         beat.start(self._env())
         self.started.append(("beat", f"log {beat.log_path}"))
-        self._wait_worker_ready(worker)
 
-    def _wait_worker_ready(self, worker: Child) -> None:
+    def add_worker(self, name: str) -> str:
+        """Start one more worker node named ``name@<host>``; return its node name."""
+        node = f"{name}@{socket.gethostname()}"
+        argv = _callworker("worker", "--name", node, "--drain-seconds", str(self.drain_seconds))
+        worker = self._child(f"worker-{name}", argv)
+        worker.start(self._env())
+        self.started.append((f"worker node {node}", f"log {worker.log_path}"))
+
         def ready() -> bool:
-            return b"ready." in worker.log_path.read_bytes()
+            return b" ready." in worker.log_path.read_bytes()
 
         self._wait(worker, ready, "the worker node did not report ready")
+        return node
+
+    def child(self, name: str) -> Child:
+        return next(c for c in self.children if c.name == name)
 
     def _start_redis(self) -> None:
         binary = shutil.which("redis-server")
@@ -265,7 +271,7 @@ class System:
 
     def stop(self) -> None:
         for child in reversed(self.children):
-            timeout = self.drain_seconds + 15 if child.name == "worker" else 10
+            timeout = self.drain_seconds + 15 if child.name.startswith("worker") else 10
             with contextlib.suppress(Exception):
                 child.stop(timeout)
 
