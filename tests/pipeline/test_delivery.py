@@ -10,9 +10,9 @@ from typing import Any
 
 import httpx
 
+from tasks.app import create_celery
 from tests.helpers import wait_until
 from tests.pipeline.conftest import Running
-from tasks.app import create_celery
 
 
 def _dropped_incoming(run: Running, call_id: str) -> dict[str, Any]:
