@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from worker.cli import friendly_errors, load_settings
+from worker.cli import CliError, friendly_errors, load_settings
 from worker.config import ConfigError
 
 log = logging.getLogger(__name__)
@@ -124,3 +124,37 @@ def beat_command(reap_interval: float) -> None:
         log.info("beat stopped")
 
     asyncio.run(main())
+
+
+@click.command("node-status")
+@click.option(
+    "--local",
+    is_flag=True,
+    help="Exit 1 unless a node on this host is alive (a container health check).",
+)
+@click.option("--beat", is_flag=True, help="Exit 1 unless the beat is alive.")
+@friendly_errors
+def node_status_command(local: bool, beat: bool) -> None:
+    """List the worker nodes whose heartbeat is alive, with the calls each owns."""
+    import redis
+
+    from worker.ownership import Ownership, alive_nodes
+
+    settings = load_settings()
+    if not settings.redis_url:
+        raise ConfigError("CALLWORKER_REDIS_URL", "is required: node liveness lives in Redis")
+    ownership = Ownership(redis.Redis.from_url(settings.redis_url, socket_timeout=5))
+    nodes = alive_nodes(ownership.redis)
+    host = socket.gethostname()
+    for node in nodes:
+        click.echo(f"{node}  alive  {len(ownership.list_owned(node))} calls")
+    if not nodes:
+        click.echo("no live worker nodes")
+    from worker.node.reaper import BEAT_ALIVE_KEY
+
+    beat_alive = bool(ownership.redis.exists(BEAT_ALIVE_KEY))
+    click.echo(f"beat  {'alive' if beat_alive else 'not running'}")
+    if local and not any(node.endswith("@" + host) for node in nodes):
+        raise CliError(f"no live worker node on this host ({host})")
+    if beat and not beat_alive:
+        raise CliError("the beat is not running (no heartbeat in Redis)")

@@ -44,9 +44,9 @@ ALL.append(_sandbox())
 
 
 def _node() -> list[click.Command]:
-    from worker.cli_node import beat_command, worker_command
+    from worker.cli_node import beat_command, node_status_command, worker_command
 
-    return [worker_command, beat_command]
+    return [worker_command, beat_command, node_status_command]
 
 
 ALL.extend(_node())

@@ -185,3 +185,10 @@ class Ownership:
             elif owners[call_id] is None:
                 stale.append(StaleCall(call_id, node, f"node {node} stopped refreshing the call"))
         return stale
+
+
+def alive_nodes(client: redis.Redis) -> list[str]:
+    """Names of the nodes whose liveness key has not expired."""
+    prefix, suffix = f"{PREFIX}node:", ":alive"
+    names = (_text(key) for key in client.scan_iter(match=f"{prefix}*{suffix}", count=100))
+    return sorted(name[len(prefix) : -len(suffix)] for name in names)

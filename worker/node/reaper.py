@@ -30,6 +30,7 @@ from worker.store import CallNotFound, Store
 log = logging.getLogger(__name__)
 
 REAP_INTERVAL = 5.0
+BEAT_ALIVE_KEY = "callworker:beat:alive"
 CHANNEL_REFRESH_INTERVAL = 6 * 3600.0
 
 
@@ -127,6 +128,9 @@ async def run_beat(
         loop = asyncio.get_running_loop()
         while not stop.is_set():
             try:
+                await asyncio.to_thread(
+                    ownership.redis.set, BEAT_ALIVE_KEY, "1", ex=max(3, round(3 * reap_interval))
+                )
                 await reap_once(client=client, store=store, ownership=ownership, settings=settings)
             except Exception:
                 log.exception("reaper pass failed; trying again in %.0f s", reap_interval)
