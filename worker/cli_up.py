@@ -45,3 +45,19 @@ def up_command(ingress_port: int, drain_seconds: float) -> None:
     finally:
         system.stop()
         click.echo("stopped.")
+
+
+@click.command("demo")
+@friendly_errors
+def demo_command() -> None:
+    """Run the system against the sandbox with scripted calls; exit 0 if all end as expected."""
+    import sys
+
+    from worker.demo import run_demo
+    from worker.up import UpError
+
+    try:
+        passed = run_demo(load_settings(), click.echo)
+    except UpError as exc:
+        raise CliError(str(exc)) from None
+    sys.exit(0 if passed else 1)

@@ -52,13 +52,13 @@ def _node() -> list[click.Command]:
 ALL.extend(_node())
 
 
-def _up() -> click.Command:
-    from worker.cli_up import up_command
+def _up() -> list[click.Command]:
+    from worker.cli_up import demo_command, up_command
 
-    return up_command
+    return [up_command, demo_command]
 
 
-ALL.append(_up())
+ALL.extend(_up())
 
 
 def _calls() -> click.Command:

@@ -181,6 +181,9 @@ class Settings:
     open_hours: str = ""
     timezone: str = "UTC"
     overflow_action: str = "voicemail"
+    # Routing rules and flows (docs/rules.md, docs/flows.md); empty: the default above
+    rules_file: str = ""
+    flows_dir: str = ""
 
     def __post_init__(self) -> None:
         if self.recordings_dir == Path(""):
@@ -297,6 +300,20 @@ def _overflow_action(variable: str, raw: str) -> str:
     return value
 
 
+def _existing_file(variable: str, raw: str) -> str:
+    path = raw.strip()
+    if path and not Path(path).is_file():
+        raise ConfigError(variable, f"expected a readable file, {path!r} is not one")
+    return path
+
+
+def _existing_dir(variable: str, raw: str) -> str:
+    path = raw.strip()
+    if path and not Path(path).is_dir():
+        raise ConfigError(variable, f"expected a folder, {path!r} is not one")
+    return path
+
+
 _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "goto_api_url": _url,
     "goto_auth_url": _url,
@@ -328,6 +345,8 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "open_hours": _open_hours,
     "timezone": _timezone,
     "overflow_action": _overflow_action,
+    "rules_file": _existing_file,
+    "flows_dir": _existing_dir,
 }
 
 __all__ = ["PREFIX", "ConfigError", "Secret", "Settings"]

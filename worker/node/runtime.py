@@ -19,6 +19,7 @@ gets the overflow action (voicemail by default).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import threading
 import time
@@ -38,6 +39,7 @@ from worker.node.live import CONNECT_TIMEOUT, CallContext, CallResult, LiveCall
 from worker.node.loop import MediaLoop
 from worker.ownership import Ownership
 from worker.provision import ProvisionError, load_state, state_path
+from worker.rules import RulesCache, RulesError, evaluate
 from worker.store import Store
 
 log = logging.getLogger(__name__)
@@ -70,6 +72,7 @@ class Node:
         self.ownership = Ownership(redis_client)
         self.prompts = prompts or PromptLibrary(settings.prompts_dir)
         self.policy = DefaultPolicy.from_settings(settings)
+        self.rules: RulesCache | None = None
         self.loop = MediaLoop(f"media-loop[{name}]")
         self.calls: dict[str, LiveCall] = {}
         self.draining = False
@@ -89,6 +92,12 @@ class Node:
                 "`callworker provision` first (the node answers calls with its channel id)"
             )
         self.channel_id = state.channel_id
+        if self.settings.rules_file:
+            try:
+                self.rules = RulesCache(self.settings.rules_file)
+            except RulesError as exc:
+                raise NodeError(f"cannot start node {self.name}: {exc}") from None
+            log.info("routing rules: %s", self.rules.current.summary())
         self.prompts.preload()
         self.loop.start()
         self.loop.run(self._open(), timeout=API_TIMEOUT)
@@ -178,19 +187,40 @@ class Node:
         content = notification.content
         call_id = content.call_id
         facts = CallFacts(call_id, content.number, content.extension_number)
-        decision = decide(facts, datetime.now(UTC), self.load(), self.policy)
+        decision = self.decide(facts, datetime.now(UTC))
         log.info("decision: %s (%s)", decision.action.value, decision.reason)
-        self.store.set_flow(
-            call_id, flow={"decision": decision.action.value, "reason": decision.reason}
+        record = {"decision": decision.action.value, "reason": decision.reason}
+        record.update(
+            {k: v for k in ("rule", "flow", "destination") if (v := getattr(decision, k))}
         )
+        self.store.set_flow(call_id, flow=record)
         if decision.action is Action.ANSWER:
             self._answer(call_id, decision)
         elif decision.action is Action.VOICEMAIL:
             self.loop.run(self.client.send_to_voicemail(call_id), timeout=API_TIMEOUT)
             self.store.mark_ended(call_id, outcome="voicemail", reason_code="SEND_TO_VOICEMAIL")
+        elif decision.action is Action.FORWARD:
+            forward = self.client.reject(call_id, destination=decision.destination)
+            self.loop.run(forward, timeout=API_TIMEOUT)
+            self.store.mark_ended(call_id, outcome="forwarded", reason_code=decision.destination)
         elif decision.action is Action.DECLINE:
             self.loop.run(self.client.reject(call_id), timeout=API_TIMEOUT)
             self.store.mark_ended(call_id, outcome="declined", reason_code="REJECTED")
+        return decision
+
+    def decide(self, facts: CallFacts, now: datetime) -> Decision:
+        """The routing rules' decision if a rules file is set, else the settings default."""
+        load = self.load()
+        if self.rules is None:
+            return decide(facts, now, load, self.policy)
+        decision = evaluate(self.rules.get(), facts, now, load)
+        if decision.action is Action.ANSWER and not decision.flow:
+            # "answer" without a flow: the node's default path, greet and record.
+            decision = dataclasses.replace(
+                decision,
+                greeting=self.policy.greeting,
+                record_seconds=self.policy.record_seconds,
+            )
         return decision
 
     def _answer(self, call_id: str, decision: Decision) -> None:

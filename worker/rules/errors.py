@@ -64,6 +64,8 @@ class RulesError(ValueError):
         self.line = line
         self.key = key
         self.value = value
+        # Every file the loader read or tried to read before this error (for watchers).
+        self.sources: tuple[Path, ...] = ()
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else str(self.file)

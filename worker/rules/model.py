@@ -25,6 +25,15 @@ from worker.rules.numbers import NumberPlan
 #: ``Decision.rule`` when no rule matched and the default decided.
 DEFAULT_RULE = "(default)"
 
+#: The action keys of a rules file.
+ACTIONS = {
+    "answer": Action.ANSWER,
+    "voicemail": Action.VOICEMAIL,
+    "decline": Action.DECLINE,
+    "forward": Action.FORWARD,
+    "ignore": Action.IGNORE,
+}
+
 
 @dataclass(frozen=True)
 class Facts:
@@ -267,10 +276,15 @@ class RuleSet:
 
     path: Path
     rules: tuple[Rule, ...]
-    default: Outcome = Outcome(Action.ANSWER)
-    plan: NumberPlan = NumberPlan()
+    default: Outcome = field(default_factory=lambda: Outcome(Action.ANSWER))
+    plan: NumberPlan = field(default_factory=NumberPlan)
     sources: tuple[Path, ...] = ()  # the rules file and every file it read
     digest: str = ""  # sha256 of those files' contents: the version's identity
+
+    def flows(self) -> frozenset[str]:
+        """The flow names the rules and the default answer with (for cross-checks with flows)."""
+        outcomes = (*(rule.outcome for rule in self.rules), self.default)
+        return frozenset(o.flow for o in outcomes if o.action is Action.ANSWER and o.flow)
 
     def summary(self) -> str:
         count = f"{len(self.rules)} rule" + ("" if len(self.rules) == 1 else "s")
