@@ -135,3 +135,20 @@ def test_blocklist_and_after_hours_go_to_voicemail(start_system: Callable[..., R
         assert detail.call.outcome == "voicemail", run.logs()
         assert reason in (detail.call.flow or {}).get("reason", "")
         assert run.sim_call(call_id)["outcome"] == "VOICEMAIL"
+
+
+def test_a_failed_answer_ends_the_call_and_says_why(start_system: Callable[..., Running]) -> None:
+    run = start_system()
+    fault = {"type": "server-error", "status": 503, "count": 1, "method": "POST"}
+    fault["path"] = "/web-calls/v1/calls/"
+    assert run.http.post("/_sim/faults", json=fault).status_code == 201
+    call_id = run.place_call(hangup_at=30)
+    detail = run.final_record(call_id)
+    assert detail.call.state == "failed", run.logs()
+    assert "answer failed" in (detail.call.reason_code or "")
+    assert "503" in (detail.call.reason_code or "")
+    # Not answered twice; hung up instead.
+    assert len(run.requests(path=f"/web-calls/v1/calls/{call_id}/answer")) == 1
+    hangups = [r for r in run.requests(method="DELETE") if r["path"].endswith(call_id)]
+    assert len(hangups) == 1
+    assert run.sim_call(call_id)["state"] == "ENDED"

@@ -230,9 +230,18 @@ class Node:
             return
         try:
             self.loop.run(self._start_call(call_id, decision), timeout=HANDOFF_TIMEOUT)
-        except BaseException:
+        except Exception as exc:
+            # Answering again would not help (GoTo may already have taken the
+            # answer): end the call on both sides and say why in its record.
+            reason = f"answer failed: {describe_error(exc)}"
+            log.error("%s", reason)
             self.ownership.release(call_id, self.name)
-            raise
+            self.store.mark_failed(call_id, reason=reason)
+            try:
+                self.loop.run(self.client.hangup(call_id), timeout=API_TIMEOUT)
+            except Exception as hangup_error:
+                log.warning("hang-up after a failed answer failed too: %s", hangup_error)
+            return
         self.store.mark_answered(call_id, node=self.name)
 
     async def _start_call(self, call_id: str, decision: Decision) -> None:
