@@ -152,3 +152,28 @@ def test_a_failed_answer_ends_the_call_and_says_why(start_system: Callable[..., 
     hangups = [r for r in run.requests(method="DELETE") if r["path"].endswith(call_id)]
     assert len(hangups) == 1
     assert run.sim_call(call_id)["state"] == "ENDED"
+
+
+def test_sigterm_drains_the_node_then_hangs_up_what_is_left(
+    start_system: Callable[..., Running],
+) -> None:
+    run = start_system(RECORD_SECONDS="60")  # the system's nodes drain for 2 s
+    call_id = run.place_call(hangup_at=120)
+    wait_until(
+        lambda: (r := run.record(call_id)) is not None and r.call.state == "answered",
+        timeout=20,
+        what="the call to be answered",
+    )
+    worker = run.system.child("worker-node1")
+    assert worker.process is not None
+    worker.process.terminate()
+    assert worker.process.wait(timeout=30) == 0, run.logs()
+
+    detail = run.final_record(call_id, timeout=10)
+    assert detail.call.state == "ended", run.logs()
+    assert detail.call.reason_code == "node shutting down"
+    hangups = [r for r in run.requests(method="DELETE") if r["path"].endswith(call_id)]
+    assert len(hangups) == 1
+    assert run.sim_call(call_id)["state"] == "ENDED"
+    # What was recorded until then is kept.
+    assert len(detail.recordings) == 1 and detail.recordings[0].duration_seconds > 0.5
