@@ -91,6 +91,18 @@ def show_command(call_id: str, as_json: bool) -> None:
         for step in call.path.get("steps", []):
             details = ", ".join(f"{k}={v}" for k, v in step.items() if k not in ("step", "at"))
             click.echo(f"  {step.get('at', 0):>7.2f}s  {step.get('step')}  {details}".rstrip())
+        flow = call.path.get("flow")
+        if isinstance(flow, dict):
+            fixed = ("flow", "step", "kind", "at", "left_at")
+            for entry in flow.get("path", []):
+                details = ", ".join(f"{k}={v}" for k, v in entry.items() if k not in fixed)
+                where = f"{entry.get('flow')}.{entry.get('step')}"
+                click.echo(
+                    f"  {entry.get('at', 0):>7.2f}s  {where:<28} {entry.get('kind')}  {details}"
+                )
+            click.echo(f"flow       {flow.get('outcome')}: {flow.get('reason')}")
+            for message in flow.get("messages", []):
+                click.echo(f"message    {json.dumps(message)}")
         if call.path.get("digits"):
             click.echo(f"digits     {''.join(call.path['digits'])}")
     for event in detail.events:

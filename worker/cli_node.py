@@ -62,6 +62,11 @@ def worker_command(name: str | None, concurrency: int, drain_seconds: float) -> 
         holder["node"] = node
         service.install(service.Resources(settings, store, node))
 
+    def ready(**_: Any) -> None:
+        node = holder.get("node")
+        if node is not None:
+            node.loop.reset_lag()
+
     def shutting_down(**_: Any) -> None:
         node = holder.get("node")
         if node is not None:
@@ -74,6 +79,7 @@ def worker_command(name: str | None, concurrency: int, drain_seconds: float) -> 
             node.stop()
 
     signals.celeryd_after_setup.connect(after_setup, weak=False)
+    signals.worker_ready.connect(ready, weak=False)
     signals.worker_shutting_down.connect(shutting_down, weak=False)
     signals.worker_shutdown.connect(shutdown, weak=False)
     app.worker_main(

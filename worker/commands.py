@@ -77,3 +77,21 @@ def _check() -> click.Command:
 
 
 ALL.append(_check())
+
+
+def _flows() -> click.Command:
+    from worker.flows.cli import flows_group
+
+    return flows_group
+
+
+ALL.append(_flows())
+
+
+def _flow_checker() -> None:
+    from worker.flows.check import register
+
+    register()
+
+
+_flow_checker()  # flow files in `callworker check` (worker/cli_check.py's registry)

@@ -184,6 +184,7 @@ class Settings:
     # Routing rules and flows (docs/rules.md, docs/flows.md); empty: the default above
     rules_file: str = ""
     flows_dir: str = ""
+    voicemail_number: str = ""
 
     def __post_init__(self) -> None:
         if self.recordings_dir == Path(""):
@@ -347,6 +348,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "overflow_action": _overflow_action,
     "rules_file": _existing_file,
     "flows_dir": _existing_dir,
+    "voicemail_number": _text,
 }
 
 __all__ = ["PREFIX", "ConfigError", "Secret", "Settings"]

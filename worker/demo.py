@@ -4,8 +4,8 @@ It runs what ``callworker up`` runs (a private redis-server, gotosim with a
 real WebRTC far end, the ingress, a worker node, the beat) in a fresh
 ``<data dir>/demo`` folder, with routing rules written for the demo:
 
-- extension 1000 is the main line: answered with the greeting, the caller
-  recorded for a few seconds;
+- extension 1000 is the main line: answered with the example
+  auto-attendant's menu (``examples/attendant/flows``);
 - extension 1001 is a line whose office is closed today: after hours, its
   calls go to GoTo voicemail;
 - a caller on the blocklist goes to voicemail.
@@ -33,7 +33,8 @@ from worker.store import CallDetail, Store
 from worker.up import System, free_port
 
 BLOCKED_NUMBER = "+15550100666"
-CALL_DEADLINE = 60.0
+ATTENDANT = Path(__file__).resolve().parent.parent / "examples" / "attendant"
+CALL_DEADLINE = 90.0
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class Scenario:
     expect: str
     script: dict[str, Any] = field(default_factory=dict)
     expect_recording: bool = False
+    expect_digits: str = ""
 
 
 @dataclass
@@ -60,8 +62,13 @@ class Result:
         return self.detail.call.outcome or self.detail.call.state
 
     @property
+    def digits(self) -> str:
+        path = self.detail.call.path if self.detail is not None else None
+        return "".join(path.get("digits", [])) if path else ""
+
+    @property
     def ok(self) -> bool:
-        if self.outcome != self.scenario.expect:
+        if self.outcome != self.scenario.expect or self.digits != self.scenario.expect_digits:
             return False
         has_recording = self.detail is not None and bool(self.detail.recordings)
         return has_recording == self.scenario.expect_recording
@@ -75,8 +82,7 @@ class Result:
             call = detail.call
             if call.ended_at is not None:
                 duration = f"{(call.ended_at - call.created_at).total_seconds():.1f}s"
-            if call.path and call.path.get("digits"):
-                digits = "".join(call.path["digits"])
+            digits = self.digits or "-"
             if detail.recordings:
                 rec = detail.recordings[0]
                 recording = f"{rec.path} ({rec.duration_seconds:.1f}s)"
@@ -87,13 +93,19 @@ class Result:
 def scenarios(speech: Path) -> list[Scenario]:
     return [
         Scenario(
-            "answered, greeted, recorded",
+            "menu: 2 (support), 1, leaves a message",
             "1000",
             "+15145550101",
             "Alice",
             "completed",
-            {"audio": str(speech), "hangup_at": 30},
+            {
+                "digits": [{"at": 1.0, "digit": "2"}, {"at": 6.0, "digit": "1"}],
+                "audio": str(speech),
+                "audio_at": 10.6,
+                "hangup_at": 45,
+            },
             expect_recording=True,
+            expect_digits="21",
         ),
         Scenario("after hours: to voicemail", "1001", "+15145550102", "Bob", "voicemail", {}),
         Scenario(
@@ -128,7 +140,7 @@ rules:
         hours: "{closed_day} 09:00-17:00"
     voicemail: {{}}
   - name: main line
-    answer: {{}}
+    answer: {{flow: main}}
 """
     )
     return path
@@ -157,7 +169,7 @@ def run_demo(settings: Settings, echo: Callable[[str], None]) -> bool:
         data_dir=folder / "data",
         recordings_dir=folder / "data" / "recordings",
         rules_file=str(rules),
-        record_seconds=4,
+        flows_dir=str(ATTENDANT / "flows"),
         redis_url="",
         client_id="",
         ingress_port=free_port(),

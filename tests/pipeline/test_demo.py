@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 from tests.helpers import env_without_callworker
+from tests.media.conftest import pcm_array, read_wav, similarity
+from worker.media.prompts import load_prompt
 
 
 def test_demo_exits_zero_with_every_call_as_expected(tmp_path: Path) -> None:
@@ -22,7 +24,7 @@ def test_demo_exits_zero_with_every_call_as_expected(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     table = done.stdout[done.stdout.index("call  ") :]
     for name in (
-        "answered, greeted, recorded",
+        "menu: 2 (support), 1, leaves a message",
         "after hours: to voicemail",
         "caller hangs up mid-prompt",
         "blocklisted caller",
@@ -30,5 +32,11 @@ def test_demo_exits_zero_with_every_call_as_expected(tmp_path: Path) -> None:
         line = next(row for row in table.splitlines() if row.startswith(name))
         assert line.rstrip().endswith("ok"), line
     assert "every scripted call ended as expected" in done.stdout
-    recordings = list((tmp_path / "data" / "demo" / "data" / "recordings").glob("*.wav"))
+    demo = tmp_path / "data" / "demo"
+    recordings = list((demo / "data" / "recordings").glob("*-support.wav"))
     assert len(recordings) == 1
+    # The message left in the support box is what the caller said.
+    said = similarity(
+        read_wav(recordings[0]), pcm_array(load_prompt(demo / "caller-alice.wav").pcm)
+    )
+    assert said.envelope > 0.9, said

@@ -19,6 +19,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
+
+from worker.flows.actions import GoToCallActions
+from worker.flows.driver import FlowDriver
+from worker.flows.events import FlowCall, FlowResult, Outcome
+from worker.flows.model import FlowSet
 from worker.goto.client import GoToClient
 from worker.goto.errors import GoToError, NotFoundError
 from worker.logs import call_id_var
@@ -33,6 +39,16 @@ CONNECT_TIMEOUT = 10.0
 ENDED_GRACE = 3.0
 
 
+# How a flow's ending reads in the call record.
+FLOW_OUTCOMES = {
+    Outcome.HUNG_UP: "completed",
+    Outcome.TRANSFERRED: "transferred",
+    Outcome.VOICEMAIL: "voicemail",
+    Outcome.CALLER_HUNG_UP: "caller_hangup",
+    Outcome.FAILED: "failed",
+}
+
+
 @dataclass
 class CallResult:
     """How a live call finished, for the store."""
@@ -40,9 +56,10 @@ class CallResult:
     outcome: str
     reason: str
     hung_up_by: str
-    recording: RecordingInfo | None = None
+    recordings: list[RecordingInfo] = field(default_factory=list)
     digits: list[str] = field(default_factory=list)
     steps: list[dict[str, object]] = field(default_factory=list)
+    flow: dict[str, object] | None = None
 
 
 @dataclass
@@ -56,15 +73,22 @@ class CallContext:
     recordings_dir: Path
     max_call_seconds: float
     on_finished: Callable[[LiveCall, CallResult], Awaitable[None]]
+    http: httpx.AsyncClient
+    flows: FlowSet | None = None
+    voicemail_number: str = ""
 
 
 class LiveCall:
     """One answered call owned by this node."""
 
-    def __init__(self, call_id: str, decision: Decision, context: CallContext) -> None:
-        self.call_id = call_id
+    def __init__(self, call: FlowCall, decision: Decision, context: CallContext) -> None:
+        self.call = call
+        self.call_id = call_id = call.call_id
         self.decision = decision
         self.context = context
+        self.flows = context.flows  # the version this call started with, kept to its end
+        self._driver: FlowDriver | None = None
+        self.flow_result: FlowResult | None = None
         self.session = CallSession(context.media, call_id=call_id)
         self.steps: list[dict[str, object]] = []
         self.ended_by_far_end = asyncio.Event()
@@ -133,9 +157,26 @@ class LiveCall:
         hung_up_by = "callworker"
         if self.ended_by_far_end.is_set():
             hung_up_by, reason = "caller", f"call ended by GoTo ({self.end_reason})"
-        await self._finish(CallResult(outcome, reason, hung_up_by), hang_up=hung_up_by != "caller")
+        result = CallResult(outcome, reason, hung_up_by)
+        hang_up = hung_up_by != "caller"
+        if self._driver is not None:
+            flow = self.flow_result or self._driver.result()
+            result.flow = flow.as_json()
+            result.recordings.extend(flow.recordings)
+            result.digits = [d.digit for d in flow.digits]
+            if self.flow_result is not None:
+                # The flow ended the call itself (hang-up, transfer, voicemail) or saw
+                # the caller go; either way there is nothing left to hang up.
+                hang_up = False
+                if outcome != "failed" or flow.outcome is Outcome.FAILED:
+                    result.outcome = FLOW_OUTCOMES[flow.outcome]
+                    result.reason = flow.reason or reason
+        await self._finish(result, hang_up=hang_up)
 
     async def _script(self) -> None:
+        if self.decision.flow:
+            await self._run_flow(self.decision.flow)
+            return
         session = self.session
         decision = self.decision
         if decision.greeting:
@@ -150,6 +191,25 @@ class LiveCall:
             self.step("record", max_seconds=decision.record_seconds)
             await self._until_closed(stopped.wait())
         self.step("hangup")
+
+    async def _run_flow(self, name: str) -> None:
+        if self.flows is None:
+            raise SessionError(f"call {self.call_id}: flow {name!r} asked for, no flows loaded")
+        self.step("flow", flow=name, version=self.flows.version)
+        self._driver = FlowDriver(
+            self.flows,
+            name,
+            session=self.session,
+            actions=GoToCallActions(
+                self.context.client,
+                self.call_id,
+                voicemail_number=self.context.voicemail_number or None,
+            ),
+            recordings_dir=self.context.recordings_dir,
+            call=self.call,
+            http=self.context.http,
+        )
+        self.flow_result = await self._driver.run()
 
     async def _until_closed(self, waiting: Awaitable[object]) -> None:
         """Wait for ``waiting``; raise SessionError if the media closes first."""
@@ -173,9 +233,12 @@ class LiveCall:
                     await self.context.client.hangup(self.call_id)
                 except GoToError as exc:
                     log.warning("call %s: hang-up request failed: %s", self.call_id, exc)
-        result.recording = self.session.stop_recording() or self.session.recording
+        recording = self.session.stop_recording() or self.session.recording
+        if recording is not None:
+            result.recordings.insert(0, recording)
         await self.session.close(result.reason)
-        result.digits = [event.digit for event in self.session.digits.history]
+        if not result.digits:
+            result.digits = [event.digit for event in self.session.digits.history]
         result.steps = self.steps
         await self.context.on_finished(self, result)
 

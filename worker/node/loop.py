@@ -85,8 +85,16 @@ class MediaLoop:
             await asyncio.sleep(LAG_INTERVAL)
             self._lags.append(max(0.0, time.monotonic() - expected))
 
-    def lag_ms(self, percentile: float = 0.99) -> float:
-        """Recent event-loop lag at ``percentile`` in milliseconds (0 before any sample)."""
+    def reset_lag(self) -> None:
+        """Forget the lag measured so far (start-up work is not a sign of load)."""
+        self._lags.clear()
+
+    def lag_ms(self, percentile: float = 0.9) -> float:
+        """Lag of the last few seconds at ``percentile``, in milliseconds (0 before any sample).
+
+        The default, the 90th percentile of the last 5 s, reads a sustained
+        lag, not one hiccup: it is the node's admission signal.
+        """
         if not self._lags:
             return 0.0
         ordered = sorted(self._lags)

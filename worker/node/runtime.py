@@ -25,9 +25,13 @@ import threading
 import time
 from datetime import UTC, datetime
 
+import httpx
 import redis
 
 from worker.config import Settings
+from worker.flows.errors import FlowError
+from worker.flows.events import FlowCall
+from worker.flows.reload import FlowReloader
 from worker.goto.client import GoToClient
 from worker.goto.errors import GoToError
 from worker.goto.events import EndedNotification, IncomingNotification, UnknownNotification
@@ -73,6 +77,8 @@ class Node:
         self.prompts = prompts or PromptLibrary(settings.prompts_dir)
         self.policy = DefaultPolicy.from_settings(settings)
         self.rules: RulesCache | None = None
+        self.flows: FlowReloader | None = None
+        self._http: httpx.AsyncClient | None = None
         self.loop = MediaLoop(f"media-loop[{name}]")
         self.calls: dict[str, LiveCall] = {}
         self.draining = False
@@ -98,16 +104,42 @@ class Node:
             except RulesError as exc:
                 raise NodeError(f"cannot start node {self.name}: {exc}") from None
             log.info("routing rules: %s", self.rules.current.summary())
+        self._load_flows()
         self.prompts.preload()
         self.loop.start()
         self.loop.run(self._open(), timeout=API_TIMEOUT)
         log.info("node %s started: up to %d live calls", self.name, self.settings.max_live_calls)
         return self
 
+    def _load_flows(self) -> None:
+        wanted = self.rules.current.flows() if self.rules is not None else frozenset()
+        if self.settings.flows_dir:
+            try:
+                self.flows = FlowReloader(self.settings.flows_dir)
+            except FlowError as exc:
+                raise NodeError(f"cannot start node {self.name}: {exc}") from None
+            self.flows.current.prompts.preload()
+            log.info("flows: %s", self.flows.current.summary())
+        known = set(self.flows.current) if self.flows is not None else set()
+        missing = sorted(wanted - known)
+        if missing:
+            where = self.settings.flows_dir or "(CALLWORKER_FLOWS_DIR is not set)"
+            raise NodeError(
+                f"the rules in {self.settings.rules_file} answer with flows {', '.join(missing)}, "
+                f"which are not in {where}"
+            )
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        if self._http is None:
+            raise NodeError(f"node {self.name} is not started")
+        return self._http
+
     async def _open(self) -> None:
         client = GoToClient.from_settings(self.settings)
         await client.__aenter__()
         self._client = client
+        self._http = httpx.AsyncClient(timeout=10.0)
         self._heartbeat = asyncio.create_task(self._beat())
 
     @property
@@ -179,6 +211,9 @@ class Node:
         if self._client is not None:
             await self._client.__aexit__(None, None, None)
             self._client = None
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
 
     # -- calls ----------------------------------------------------------------------
 
@@ -187,6 +222,8 @@ class Node:
         content = notification.content
         call_id = content.call_id
         facts = CallFacts(call_id, content.number, content.extension_number)
+        if self.flows is not None:
+            self.flows.reload_if_changed()
         decision = self.decide(facts, datetime.now(UTC))
         log.info("decision: %s (%s)", decision.action.value, decision.reason)
         record = {"decision": decision.action.value, "reason": decision.reason}
@@ -195,7 +232,8 @@ class Node:
         )
         self.store.set_flow(call_id, flow=record)
         if decision.action is Action.ANSWER:
-            self._answer(call_id, decision)
+            call = FlowCall(call_id, content.number, content.name, content.extension_number)
+            self._answer(call, decision)
         elif decision.action is Action.VOICEMAIL:
             self.loop.run(self.client.send_to_voicemail(call_id), timeout=API_TIMEOUT)
             self.store.mark_ended(call_id, outcome="voicemail", reason_code="SEND_TO_VOICEMAIL")
@@ -223,13 +261,14 @@ class Node:
             )
         return decision
 
-    def _answer(self, call_id: str, decision: Decision) -> None:
+    def _answer(self, call: FlowCall, decision: Decision) -> None:
+        call_id = call.call_id
         if not self.ownership.claim(call_id, self.name, OWNERSHIP_TTL):
             owner = self.ownership.owner(call_id)
             log.info("call already owned by %s; not answering it twice", owner)
             return
         try:
-            self.loop.run(self._start_call(call_id, decision), timeout=HANDOFF_TIMEOUT)
+            self.loop.run(self._start_call(call, decision), timeout=HANDOFF_TIMEOUT)
         except Exception as exc:
             # Answering again would not help (GoTo may already have taken the
             # answer): end the call on both sides and say why in its record.
@@ -244,7 +283,8 @@ class Node:
             return
         self.store.mark_answered(call_id, node=self.name)
 
-    async def _start_call(self, call_id: str, decision: Decision) -> None:
+    async def _start_call(self, call: FlowCall, decision: Decision) -> None:
+        call_id = call.call_id
         context = CallContext(
             client=self.client,
             prompts=self.prompts,
@@ -253,8 +293,11 @@ class Node:
             recordings_dir=self.settings.recordings_dir,
             max_call_seconds=float(self.settings.max_call_seconds),
             on_finished=self._finished,
+            http=self.http,
+            flows=self.flows.current if self.flows is not None else None,
+            voicemail_number=self.settings.voicemail_number,
         )
-        live = LiveCall(call_id, decision, context)
+        live = LiveCall(call, decision, context)
         self.calls[call_id] = live
         try:
             await live.answer()
@@ -279,8 +322,7 @@ class Node:
 
     def _record_result(self, live: LiveCall, result: CallResult) -> None:
         call_id = live.call_id
-        if result.recording is not None:
-            info = result.recording
+        for info in result.recordings:
             self.store.add_recording(
                 call_id,
                 path=str(info.path),
@@ -288,10 +330,14 @@ class Node:
                 size_bytes=info.size_bytes,
                 format=info.format,
             )
-        self.store.set_flow(
-            call_id,
-            path={"steps": result.steps, "digits": result.digits, "hung_up_by": result.hung_up_by},
-        )
+        path: dict[str, object] = {
+            "steps": result.steps,
+            "digits": result.digits,
+            "hung_up_by": result.hung_up_by,
+        }
+        if result.flow is not None:
+            path["flow"] = result.flow
+        self.store.set_flow(call_id, path=path)
         outcome = result.outcome
         if outcome == "completed" and result.hung_up_by == "caller":
             outcome = "caller_hangup"
