@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 from typing import Any
 
@@ -66,6 +67,9 @@ def worker_command(name: str | None, concurrency: int, drain_seconds: float) -> 
         node = holder.get("node")
         if node is not None:
             node.loop.reset_lag()
+            # Celery restarts the whole worker on SIGHUP, which would drop live calls;
+            # here SIGHUP reloads the rules and flows instead.
+            signal.signal(signal.SIGHUP, lambda signum, frame: node.request_reload())
 
     def shutting_down(**_: Any) -> None:
         node = holder.get("node")

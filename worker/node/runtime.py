@@ -78,6 +78,7 @@ class Node:
         self.policy = DefaultPolicy.from_settings(settings)
         self.rules: RulesCache | None = None
         self.flows: FlowReloader | None = None
+        self._reload_requested = False
         self._http: httpx.AsyncClient | None = None
         self.loop = MediaLoop(f"media-loop[{name}]")
         self.calls: dict[str, LiveCall] = {}
@@ -128,6 +129,13 @@ class Node:
                 f"the rules in {self.settings.rules_file} answer with flows {', '.join(missing)}, "
                 f"which are not in {where}"
             )
+
+    def request_reload(self) -> None:
+        """Reload rules and flows before the next call (safe in a signal handler)."""
+        if self.rules is not None:
+            self.rules.request_reload()
+        self._reload_requested = True
+        log.info("reload of rules and flows requested")
 
     @property
     def http(self) -> httpx.AsyncClient:
@@ -223,7 +231,11 @@ class Node:
         call_id = content.call_id
         facts = CallFacts(call_id, content.number, content.extension_number)
         if self.flows is not None:
-            self.flows.reload_if_changed()
+            if self._reload_requested:
+                self._reload_requested = False
+                self.flows.reload()
+            else:
+                self.flows.reload_if_changed()
         decision = self.decide(facts, datetime.now(UTC))
         log.info("decision: %s (%s)", decision.action.value, decision.reason)
         record = {"decision": decision.action.value, "reason": decision.reason}
