@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ from gotosim.model import CallState, SimConfig
 from gotosim.simulator import Simulator
 from tests.helpers import serve
 from tests.media.conftest import LOOPBACK, assert_loopback_only, sim_call
+from worker.flows.testing import WebhookReceiver
 from worker.media import sdp
 from worker.media.dtmf import DIGITS, InbandDetector, parse_rfc4733
 from worker.media.session import CallSession, MediaConfig
@@ -196,11 +196,8 @@ async def test_an_offer_without_the_scripts_event_rate_is_refused(tmp_path: Path
 # -- through the simulator -----------------------------------------------------------------
 
 
-class WebhookSink:
-    """A real webhook receiver: accepts OPTIONS and POST, keeps the JSON bodies."""
-
-    def __init__(self) -> None:
-        self.bodies: list[Any] = []
+class WebhookSink(WebhookReceiver):
+    """A real webhook receiver (the flow sandbox's), with a look-up of what it kept."""
 
     def find(self, kind: str, call_id: str) -> Any:
         for body in list(self.bodies):
@@ -208,32 +205,6 @@ class WebhookSink:
             if call_id in text and f'"{kind}"' in text:
                 return body
         return None
-
-    async def __call__(
-        self,
-        scope: dict[str, Any],
-        receive: Callable[[], Awaitable[dict[str, Any]]],
-        send: Callable[[dict[str, Any]], Awaitable[None]],
-    ) -> None:
-        if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        if scope["method"] == "POST":
-            self.bodies.append(json.loads(body))
-        headers = [(b"allow", b"OPTIONS, POST"), (b"content-length", b"0")]
-        await send({"type": "http.response.start", "status": 204, "headers": headers})
-        await send({"type": "http.response.body", "body": b""})
 
 
 async def test_an_inbound_call_through_the_simulator(tmp_path: Path) -> None:

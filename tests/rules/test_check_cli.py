@@ -104,7 +104,7 @@ def test_other_kinds_plug_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert run(str(fine)) == (0, f"ok    {fine}: widgets file, 3 widgets\n", "")
     code, _out, err = run(str(broken))
     assert (code, err) == (1, f"error {broken}:1: widgets: this widget is broken\n")
-    assert set(cli_check.checkers()) == {"rules", "widgets"}
+    assert set(cli_check.checkers()) == {"rules", "flow", "widgets"}  # flow: worker.flows.check
 
 
 def test_the_command_checks_the_example_attendant() -> None:

@@ -2,7 +2,7 @@
 
 - :mod:`worker.flows.loader`: ``load_flows(path_or_folder) -> FlowSet``, validated on load
   (:mod:`worker.flows.parse` and :mod:`worker.flows.parse_values` read one file,
-  :mod:`worker.flows.yamlnodes` keeps line numbers);
+  :mod:`worker.flows.yamlnodes` keeps line numbers, with :mod:`worker.yamlfile`);
 - :mod:`worker.flows.model`: the steps, flows and flow sets, as frozen values;
 - :mod:`worker.flows.conditions`: ``branch`` conditions and ``${var}`` templates;
 - :mod:`worker.flows.events`: the engine's events and actions, and ``FlowResult``;

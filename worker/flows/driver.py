@@ -45,7 +45,7 @@ import os
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ParamSpec, Protocol
 
 import httpx
 from aiortc.mediastreams import MediaStreamError
@@ -91,6 +91,8 @@ logger = logging.getLogger(__name__)
 ANY = -1
 """Generation of events that are never stale (key presses, the caller hanging up)."""
 MAX_REPLY_BYTES = 64 * 1024
+
+P = ParamSpec("P")
 
 
 class CallActions(Protocol):
@@ -436,33 +438,22 @@ def write_message_json(message: Message) -> Path:
     return path
 
 
-async def run_flow(
-    flows: FlowSet,
-    start_flow: str,
-    *,
-    session: CallSession,
-    actions: CallActions,
-    recordings_dir: Path,
-    call: FlowCall,
-    http: httpx.AsyncClient,
-    prompts: PromptLibrary | None = None,
-    now: Callable[[], datetime] = lambda: datetime.now(UTC),
-    start_step: str | None = None,
-) -> FlowResult:
-    """Run ``start_flow`` of ``flows`` on a connected call until it ends; see the module."""
-    driver = FlowDriver(
-        flows,
-        start_flow,
-        session=session,
-        actions=actions,
-        recordings_dir=recordings_dir,
-        call=call,
-        http=http,
-        prompts=prompts,
-        now=now,
-        start_step=start_step,
-    )
-    return await driver.run()
+def _run_to_the_end(
+    make: Callable[P, FlowDriver],
+) -> Callable[P, Coroutine[Any, Any, FlowResult]]:
+    """A coroutine function with the parameters of ``make``: make the driver, run it."""
+
+    async def run_flow(*args: P.args, **kwargs: P.kwargs) -> FlowResult:
+        """Run ``start_flow`` of ``flows`` on a connected call until it ends; see the module.
+
+        It takes the arguments of :class:`FlowDriver`.
+        """
+        return await make(*args, **kwargs).run()
+
+    return run_flow
+
+
+run_flow = _run_to_the_end(FlowDriver)
 
 
 __all__ = ["CallActions", "FlowDriver", "run_flow", "write_message_json"]

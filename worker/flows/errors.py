@@ -4,7 +4,8 @@
 
     Exception
      └── FlowsError             anything raised by worker.flows
-          ├── FlowError         a flow file is wrong (also a ValueError): .file, .line
+          ├── FlowError         a flow file is wrong (also a worker.yamlfile.FileError,
+          │                     so a ValueError, like RulesError): .file, .line
           │                     (1-based, when known), .key (a path such as
           │                     ``steps.main_menu.menu.choices.3``), .value (the bad value)
           │                     and .kind (a short stable code, see KINDS)
@@ -17,7 +18,7 @@ flow's fallback steps, and the driver turns failed API calls into events.
 
 from __future__ import annotations
 
-from pathlib import Path
+from worker.yamlfile import FileError
 
 KINDS = frozenset(
     {
@@ -50,32 +51,10 @@ class FlowsError(Exception):
     """Base of every exception raised by :mod:`worker.flows`."""
 
 
-class FlowError(FlowsError, ValueError):
+class FlowError(FlowsError, FileError):
     """A flow file is wrong; the message names the file, line or key, and the value."""
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        kind: str,
-        file: Path | str,
-        line: int | None = None,
-        key: str = "",
-        value: object = None,
-    ) -> None:
-        assert kind in KINDS, kind
-        super().__init__(message)
-        self.message = message
-        self.kind = kind
-        self.file = Path(file)
-        self.line = line
-        self.key = key
-        self.value = value
-
-    def __str__(self) -> str:
-        where = f"{self.file}:{self.line}" if self.line else str(self.file)
-        key = f" {self.key}:" if self.key else ""
-        return f"{where}:{key} {self.message}"
+    KINDS = KINDS
 
 
 class FlowStateError(FlowsError, RuntimeError):

@@ -31,9 +31,10 @@ from yaml.nodes import MappingNode, Node
 from worker.flows.errors import FlowError
 from worker.flows.model import Flow, FlowSet, Target, targets_of
 from worker.flows.parse import FlowFileParser
-from worker.flows.yamlnodes import Entry, NodeReader, compose, line_of, suggest
+from worker.flows.yamlnodes import NodeReader, compose
 from worker.media.audio import MediaError
 from worker.media.prompts import MANIFEST_NAME, PromptLibrary
+from worker.yamlfile import Entry, Stamp, line_of, stamp, suggest
 
 logger = logging.getLogger(__name__)
 
@@ -58,18 +59,9 @@ def flow_files(source: Source) -> list[Path]:
     return files
 
 
-def signature(
-    files: Iterable[Path], extra: Iterable[Path] = ()
-) -> tuple[tuple[str, int, int], ...]:
+def signature(files: Iterable[Path], extra: Iterable[Path] = ()) -> Stamp:
     """(path, mtime_ns, size) of each file (-1 when missing): changes when any file changes."""
-    out: list[tuple[str, int, int]] = []
-    for path in [*files, *extra]:
-        try:
-            info = path.stat()
-            out.append((str(path), info.st_mtime_ns, info.st_size))
-        except OSError:
-            out.append((str(path), -1, -1))
-    return tuple(out)
+    return stamp([*files, *extra])
 
 
 def top_level(path: Path) -> tuple[Node, dict[str, Entry]]:

@@ -45,8 +45,9 @@ from worker.flows.model import (
     Voicemail,
 )
 from worker.flows.parse_values import ValueParser, check_zone
-from worker.flows.yamlnodes import Entry, NodeReader, line_of, suggest
+from worker.flows.yamlnodes import NodeReader
 from worker.media.prompts import MANIFEST_NAME, PromptLibrary
+from worker.yamlfile import Entry, line_of, suggest
 
 TOP_KEYS = ("flow", "description", "start", "timezone", "prompts", "steps")
 STEP_KEYS = ("next", "entry", "note")
@@ -74,16 +75,13 @@ class FlowFileParser(ValueParser):
 
     def parse(self) -> Flow:
         r = self.reader
-        for entry in self.entries.values():
-            if entry.name not in TOP_KEYS:
-                raise r.error(
-                    "unknown-key",
-                    f"unknown top-level key {entry.name!r}{suggest(entry.name, TOP_KEYS)}; "
-                    f"a flow file has: {', '.join(TOP_KEYS)}",
-                    entry.key_node,
-                    entry.name,
-                    entry.name,
-                )
+        r.refuse_unknown(
+            self.entries.values(),
+            TOP_KEYS,
+            kind="unknown-key",
+            what="top-level key",
+            then=f"a flow file has: {', '.join(TOP_KEYS)}",
+        )
         name = r.name(self.entries["flow"].node, "flow", "a flow name")
         if not _STEP_NAME.match(name):
             raise r.error(

@@ -28,7 +28,8 @@ from worker.flows.conditions import (
     Weekday,
 )
 from worker.flows.model import KEYS, Target
-from worker.flows.yamlnodes import Entry, NodeReader, line_of
+from worker.flows.yamlnodes import NodeReader
+from worker.yamlfile import Entry, line_of
 
 _TIME = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)\Z")
 _MONTH_DAY = re.compile(r"(\d\d)-(\d\d)\Z")

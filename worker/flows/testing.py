@@ -72,8 +72,11 @@ class SandboxCall:
     session: CallSession
 
 
-class _Receiver:
-    """A webhook endpoint for the sandbox's notifications: accepts them, keeps the JSON."""
+class WebhookReceiver:
+    """An ASGI webhook endpoint: answers OPTIONS and POST with 204, keeps the JSON bodies.
+
+    The sandbox's notifications go to one; tests of gotosim serve one too.
+    """
 
     def __init__(self) -> None:
         self.bodies: list[Any] = []
@@ -156,7 +159,7 @@ class FlowSandbox:
                 self.workdir / "heard", candidate_addresses=LOOPBACK, script_root=script_root
             ),
         )
-        self.receiver = _Receiver()
+        self.receiver = WebhookReceiver()
         self._served_receiver: _Served | None = None
         self._served_sim: _Served | None = None
         self._client: GoToClient | None = None
@@ -282,4 +285,4 @@ class FlowSandbox:
         return SandboxCall(call_id, result, self.far_end.heard(call_id), sim_call, session)
 
 
-__all__ = ["FlowSandbox", "SandboxCall"]
+__all__ = ["FlowSandbox", "SandboxCall", "WebhookReceiver"]

@@ -14,8 +14,8 @@ docs/rules.md.
   SIGHUP and keeping the last good one when an edit is invalid.
 
 Modules: ``model`` (values and evaluate), ``conditions`` and ``loader``
-(the file format), ``nodes`` (YAML with line numbers), ``numbers`` (E.164),
-``cache`` (reloading), ``errors``.
+(the file format, read with line numbers by :mod:`worker.yamlfile`, shared with
+flow files), ``numbers`` (E.164), ``cache`` (reloading), ``errors``.
 """
 
 from __future__ import annotations

@@ -26,21 +26,9 @@ from types import FrameType
 from worker.rules.errors import RulesError
 from worker.rules.loader import load_rules
 from worker.rules.model import RuleSet
+from worker.yamlfile import stamp
 
 log = logging.getLogger(__name__)
-
-Stamp = tuple[tuple[str, int, int], ...]  # (path, mtime_ns, size) per source
-
-
-def _stamp(paths: tuple[Path, ...]) -> Stamp:
-    stamps: list[tuple[str, int, int]] = []
-    for path in paths:
-        try:
-            info = path.stat()
-            stamps.append((str(path), info.st_mtime_ns, info.st_size))
-        except OSError:
-            stamps.append((str(path), -1, -1))
-    return tuple(stamps)
 
 
 class RulesCache:
@@ -64,7 +52,7 @@ class RulesCache:
         self.version = 1
         self._current = loader(self.path)
         self._watched = self._current.sources
-        self._stamp = _stamp(self._watched)
+        self._stamp = stamp(self._watched)
         self._checked_at = clock()
 
     @property
@@ -79,7 +67,7 @@ class RulesCache:
             self.reload()
         elif now - self._checked_at >= self.check_interval:
             self._checked_at = now
-            if _stamp(self._watched) != self._stamp:
+            if stamp(self._watched) != self._stamp:
                 self.reload()
         return self._current
 
@@ -110,11 +98,11 @@ class RulesCache:
                 # Do not retry until something changes again, including the files the new
                 # version names (a list file that does not exist yet).
                 self._watched = self._sources_and(exc.sources)
-                self._stamp = _stamp(self._watched)
+                self._stamp = stamp(self._watched)
                 return False
             self.last_error = None
             self._watched = loaded.sources
-            self._stamp = _stamp(loaded.sources)
+            self._stamp = stamp(loaded.sources)
             if loaded.digest == self._current.digest:
                 return False
             self._current = loaded

@@ -35,8 +35,8 @@ from worker.rules.model import (
     NodeFull,
     Not,
 )
-from worker.rules.nodes import Entry, line_of, suggest
 from worker.rules.numbers import ListEntryError, NumberError, parse_number_list
+from worker.yamlfile import Entry, line_of, suggest
 
 if TYPE_CHECKING:
     from worker.rules.loader import RulesLoader

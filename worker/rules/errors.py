@@ -3,7 +3,8 @@
 ::
 
     ValueError
-     └── RulesError      a rules file (or a list or holidays file it names) is wrong:
+     └── FileError       (worker.yamlfile) a YAML file validated on load is wrong
+          └── RulesError a rules file (or a list or holidays file it names) is wrong:
                          .file, .line (1-based, when known), .key (a path such as
                          ``rules[3].when.hours.timezone``, rules counted from 1),
                          .value (the bad value) and .kind (a short stable code)
@@ -15,6 +16,8 @@ see :data:`KINDS`.
 from __future__ import annotations
 
 from pathlib import Path
+
+from worker.yamlfile import FileError
 
 KINDS = frozenset(
     {
@@ -43,31 +46,9 @@ KINDS = frozenset(
 )
 
 
-class RulesError(ValueError):
+class RulesError(FileError):
     """A rules file is wrong; the message names the file, line or key, and the value."""
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        kind: str,
-        file: Path | str,
-        line: int | None = None,
-        key: str = "",
-        value: object = None,
-    ) -> None:
-        assert kind in KINDS, kind
-        super().__init__(message)
-        self.message = message
-        self.kind = kind
-        self.file = Path(file)
-        self.line = line
-        self.key = key
-        self.value = value
-        # Every file the loader read or tried to read before this error (for watchers).
-        self.sources: tuple[Path, ...] = ()
-
-    def __str__(self) -> str:
-        where = f"{self.file}:{self.line}" if self.line else str(self.file)
-        key = f" {self.key}:" if self.key else ""
-        return f"{where}:{key} {self.message}"
+    KINDS = KINDS
+    # Every file the loader read or tried to read before this error (for watchers).
+    sources: tuple[Path, ...] = ()

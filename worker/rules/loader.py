@@ -16,7 +16,6 @@ from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode
 
 from worker.node.decide import Action
@@ -30,8 +29,8 @@ from worker.rules.model import (
     Rule,
     RuleSet,
 )
-from worker.rules.nodes import Entry, NodeReader, line_of, suggest
 from worker.rules.numbers import NumberError, NumberPlan, check_country_code
+from worker.yamlfile import Entry, NodeReader, compose_text, line_of, suggest
 
 TOP_KEYS = ("rules", "default", "default_country", "timezone")
 RULE_KEYS = ("name", "when")
@@ -49,7 +48,15 @@ def load_rules(path: Path | str) -> RuleSet:
 
 
 class RulesLoader(NodeReader):
-    """One load of one rules file: the files it read, their digest, the file-wide settings."""
+    """One load of one rules file: the files it read, their digest, the file-wide settings.
+
+    As a :class:`~worker.yamlfile.NodeReader` it raises :class:`RulesError`, with kinds
+    ``unknown-option`` and ``missing-option`` for options, keeps only strings, integers
+    and floats as written for ``numeric`` text, and refuses tags SafeLoader cannot build.
+    """
+
+    ERROR = RulesError
+    STRICT_TAGS = True
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)
@@ -93,32 +100,19 @@ class RulesLoader(NodeReader):
 
     def load(self) -> RuleSet:
         text = self.read(self.path, None, "", "rules file", str(self.path))
-        try:
-            root = yaml.compose(text, Loader=yaml.SafeLoader)
-        except yaml.MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            line = mark.line + 1 if mark is not None else None
-            problem = exc.problem or exc.context or "not valid YAML"
-            raise RulesError(
-                f"not valid YAML: {problem}", kind="yaml-syntax", file=self.path, line=line
-            ) from None
-        except yaml.YAMLError as exc:
-            raise RulesError(f"not valid YAML: {exc}", kind="yaml-syntax", file=self.path) from None
+        root = compose_text(text, self.path, RulesError)
         if root is None:
             raise RulesError(
                 "the file is empty: it needs a rules: list", kind="empty-rules", file=self.path
             )
         entries = {e.name: e for e in self.mapping(root, "", "a mapping with a rules: list")}
-        for entry in entries.values():
-            if entry.name not in TOP_KEYS:
-                raise self.error(
-                    "unknown-key",
-                    f"unknown top-level key {entry.name!r}{suggest(entry.name, TOP_KEYS)}; "
-                    f"a rules file has: {', '.join(TOP_KEYS)}",
-                    entry.key_node,
-                    entry.name,
-                    entry.name,
-                )
+        self.refuse_unknown(
+            entries.values(),
+            TOP_KEYS,
+            kind="unknown-key",
+            what="top-level key",
+            then=f"a rules file has: {', '.join(TOP_KEYS)}",
+        )
         if "default_country" in entries:
             node = entries["default_country"].node
             try:
@@ -240,16 +234,14 @@ class RulesLoader(NodeReader):
         if isinstance(node, ScalarNode) and node.value in ACTIONS and node.value != "forward":
             return Outcome(ACTIONS[node.value])
         entries = self.mapping(node, "default", "an action such as voicemail: {}")
-        bad = [e for e in entries if e.name not in ACTIONS]
-        if bad:
-            raise self.error(
-                "unknown-action",
-                f"unknown action {bad[0].name!r}{suggest(bad[0].name, ACTIONS)}; "
-                f"default: takes one of {', '.join(ACTIONS)}",
-                bad[0].key_node,
-                "default",
-                bad[0].name,
-            )
+        self.refuse_unknown(
+            entries,
+            ACTIONS,
+            kind="unknown-action",
+            what="action",
+            then=f"default: takes one of {', '.join(ACTIONS)}",
+            key="default",
+        )
         if len(entries) != 1:
             raise self.error(
                 "two-actions" if entries else "missing-action",
