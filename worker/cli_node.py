@@ -31,7 +31,7 @@ def default_node_name() -> str:
 @click.command("worker")
 @click.option("--name", default=None, help="Node name (name@host); default node<pid>@<host>.")
 @click.option(
-    "--concurrency", default=4, show_default=True, help="Task threads (not a call limit)."
+    "--concurrency", default=16, show_default=True, help="Task threads (not a call limit)."
 )
 @click.option(
     "--drain-seconds",

@@ -61,11 +61,10 @@ class Load:
 
     @property
     def full(self) -> bool:
-        return (
-            self.draining
-            or self.live_calls >= self.max_live_calls
-            or self.loop_lag_ms > self.max_loop_lag_ms
-        )
+        # Lag with no call on the node is the machine's load, not the node's:
+        # refusing the first call would not relieve it.
+        lagging = self.live_calls > 0 and self.loop_lag_ms > self.max_loop_lag_ms
+        return self.draining or self.live_calls >= self.max_live_calls or lagging
 
 
 @dataclass(frozen=True)

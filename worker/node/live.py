@@ -109,8 +109,6 @@ class LiveCall:
         if not info.sdp:
             raise SessionError(f"call {self.call_id}: the answer reply carried no SDP")
         await self.session.accept_answer(info.sdp)
-        async with asyncio.timeout(CONNECT_TIMEOUT):
-            await self.session.wait_connected()
         self.step("answered")
 
     def far_end_ended(self, reason: str) -> None:
@@ -131,6 +129,11 @@ class LiveCall:
         token = call_id_var.set(self.call_id)
         outcome, reason = "completed", "script finished"
         try:
+            try:
+                async with asyncio.timeout(CONNECT_TIMEOUT):
+                    await self.session.wait_connected()
+            except TimeoutError:
+                raise SessionError(f"call {self.call_id}: media did not connect") from None
             async with asyncio.timeout(self.context.max_call_seconds):
                 await self._script()
         except asyncio.CancelledError:

@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 2.0
 OWNERSHIP_TTL = 10.0
 HANDOFF_TIMEOUT = CONNECT_TIMEOUT + 20.0
+SEND_AWAY = (Action.VOICEMAIL, Action.DECLINE, Action.FORWARD)
 API_TIMEOUT = 20.0
 
 
@@ -246,17 +247,29 @@ class Node:
         if decision.action is Action.ANSWER:
             call = FlowCall(call_id, content.number, content.name, content.extension_number)
             self._answer(call, decision)
-        elif decision.action is Action.VOICEMAIL:
-            self.loop.run(self.client.send_to_voicemail(call_id), timeout=API_TIMEOUT)
-            self.store.mark_ended(call_id, outcome="voicemail", reason_code="SEND_TO_VOICEMAIL")
-        elif decision.action is Action.FORWARD:
-            forward = self.client.reject(call_id, destination=decision.destination)
-            self.loop.run(forward, timeout=API_TIMEOUT)
-            self.store.mark_ended(call_id, outcome="forwarded", reason_code=decision.destination)
-        elif decision.action is Action.DECLINE:
-            self.loop.run(self.client.reject(call_id), timeout=API_TIMEOUT)
-            self.store.mark_ended(call_id, outcome="declined", reason_code="REJECTED")
+        elif decision.action in SEND_AWAY:
+            self._send_away(call_id, decision)
         return decision
+
+    def _send_away(self, call_id: str, decision: Decision) -> None:
+        """Voicemail, decline or forward a ringing call; its record says which, or why not."""
+        if decision.action is Action.VOICEMAIL:
+            request = self.client.send_to_voicemail(call_id)
+            outcome, code = "voicemail", "SEND_TO_VOICEMAIL"
+        elif decision.action is Action.FORWARD:
+            request = self.client.reject(call_id, destination=decision.destination)
+            outcome, code = "forwarded", decision.destination
+        else:
+            request = self.client.reject(call_id)
+            outcome, code = "declined", "REJECTED"
+        try:
+            self.loop.run(request, timeout=API_TIMEOUT)
+        except Exception as exc:
+            reason = f"{decision.action.value} failed: {describe_error(exc)}"
+            log.error("%s", reason)
+            self.store.mark_failed(call_id, reason=reason)
+            return
+        self.store.mark_ended(call_id, outcome=outcome, reason_code=code)
 
     def decide(self, facts: CallFacts, now: datetime) -> Decision:
         """The routing rules' decision if a rules file is set, else the settings default."""

@@ -44,6 +44,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# The outcome of a call that ended after a node decided not to answer it.
+DECIDED_OUTCOMES = {"voicemail": "voicemail", "decline": "declined", "forward": "forwarded"}
+
 
 @dataclass(frozen=True)
 class Resources:
@@ -157,8 +160,13 @@ def handle_call_event(
             record = detail.call if detail is not None else None
         elif isinstance(notification, EndedNotification):
             content = notification.content
+            known = store.get_call(call_id)
+            decided = (known.call.flow or {}).get("decision") if known is not None else None
             record = store.mark_ended(
                 call_id,
+                # A call the node sent away ends as what it was sent to, whichever of
+                # this `ended` and the node's own write comes first.
+                outcome=DECIDED_OUTCOMES.get(str(decided)),
                 reason_code=content.reason_code or None,
                 at=at,
                 if_missing=NewCall(
