@@ -1,7 +1,8 @@
 """The Celery app: one factory, one configuration, for every process.
 
-``create_celery(settings)`` builds the app the ingress publishes with and the
-worker nodes consume with. ``celery -A tasks.app worker ...`` finds the
+``create_celery(settings)`` builds the app the worker nodes consume with; the
+ingress writes the same protocol-2 messages itself (worker/ingress/message.py)
+and reads only ``celery_config`` from here. ``celery -A tasks.app worker ...`` finds the
 module-level ``app``, which is built on first access (PEP 562
 ``__getattr__``) from ``Settings.from_env()``, so importing this module reads
 no environment and opens no connection. The app holds the broker URL; no

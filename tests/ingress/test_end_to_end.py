@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import httpx
@@ -43,6 +44,25 @@ def test_an_incoming_webhook_is_recorded_by_a_real_worker(
             "missed",
             "BYE",
         )
+    store.close()
+
+
+def test_a_real_worker_reads_the_notification_exactly_as_sent(
+    ingress: Ingress, client: httpx.Client, redis_url: str, data_dir: Path, tmp_path: Path
+) -> None:
+    store = Store(ingress.settings.effective_database_url)
+    body = n.incoming("e2e-raw", number="+15550002222")
+    body["content"]["name"] = 'Zoë "Ünïcode" \\ Caller'
+    body["ttl"] = 30  # a number this time; GoTo sends strings too
+    raw = json.dumps(body, ensure_ascii=False, indent=2).encode()
+    with celery_worker(redis_url, data_dir, tmp_path / "logs", name="raw") as worker:
+        assert client.post(ingress.hook, content=raw).status_code == 204
+        detail = wait_until(
+            lambda: _detail(store, "e2e-raw", 1), timeout=30, what=f"the call\n{worker.tail()}"
+        )
+    assert detail.call.caller_name == 'Zoë "Ünïcode" \\ Caller'
+    assert detail.call.caller_number == "+15550002222"
+    assert [(e.type, e.node) for e in detail.events] == [("incoming", worker.node)]
     store.close()
 
 

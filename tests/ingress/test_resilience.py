@@ -10,21 +10,18 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 import redis
 
-from tasks.app import create_celery
 from tests.helpers import ServerThread, free_port, port_open, wait_until
 from tests.ingress import notifications as n
 from tests.ingress.conftest import SECRET
 from tests.ingress.messages import queued
 from worker.config import Secret, Settings
 from worker.ingress.app import create_app
-from worker.ingress.dispatch import CeleryDispatcher, DispatchError
-from worker.ingress.routing import Enqueue
+from worker.ingress.dispatch import DispatchError, RedisDispatcher, Write, connect_redis
 
 
 def start_redis(port: int, workdir: Path) -> subprocess.Popen[bytes]:
@@ -100,20 +97,26 @@ def test_redis_down_gives_503_and_not_ready_then_recovers(
 
 
 class FailingDispatcher:
-    """Fault injection: a broker that refuses, or a bug that raises."""
+    """Fault injection: a broker that refuses, or a bug that raises, once."""
 
-    def __init__(self, error: Exception, then: CeleryDispatcher) -> None:
+    def __init__(self, error: Exception, then: RedisDispatcher) -> None:
         self.error: Exception | None = error
         self.then = then
 
-    def send(self, route: Enqueue, notification: dict[str, Any]) -> None:
+    async def write(self, item: Write) -> bool:
         if self.error is not None:
             error, self.error = self.error, None
             raise error
-        self.then.send(route, notification)
+        return await self.then.write(item)
 
-    def close(self) -> None:
-        self.then.close()
+    async def owner(self, call_id: str) -> str | None:
+        return await self.then.owner(call_id)
+
+    async def ping(self) -> None:
+        await self.then.ping()
+
+    async def aclose(self) -> None:
+        await self.then.aclose()
 
 
 @pytest.mark.parametrize(
@@ -122,7 +125,7 @@ class FailingDispatcher:
 def test_enqueue_failure_is_503_and_the_retry_is_not_taken_for_a_duplicate(
     settings: Settings, redis_url: str, error: Exception
 ) -> None:
-    dispatcher = FailingDispatcher(error, CeleryDispatcher(create_celery(settings)))
+    dispatcher = FailingDispatcher(error, RedisDispatcher(connect_redis(redis_url)))
     server = ServerThread(create_app(settings, dispatcher=dispatcher)).start()
     hook = f"{server.url}/webhooks/goto/{SECRET}"
     body = n.incoming("call-retried")

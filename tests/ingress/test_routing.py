@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from tests.ingress import notifications as n
 from worker.config import ConfigError, Secret, Settings
-from worker.goto.events import parse_notification
+from worker.goto.events import NotificationError, notification_call_id, parse_notification
 from worker.ingress.app import create_app
 from worker.ingress.dedup import dedup_key
+from worker.ingress.intake import parse_body
 from worker.ingress.routing import (
     Drop,
     Enqueue,
@@ -93,3 +95,33 @@ def test_a_short_or_missing_secret_is_refused(redis_url: str) -> None:
         create_app(Settings(redis_url=redis_url, webhook_secret=Secret("short")))
     with pytest.raises(ConfigError, match="CALLWORKER_REDIS_URL"):
         create_app(Settings(webhook_secret=Secret("x" * 32)))
+
+
+def test_parse_body_keeps_the_body_as_the_task_argument_when_it_can() -> None:
+    incoming = json.dumps(n.incoming("c1", timestamp=NOW)).encode()
+    notification, payload = parse_body(incoming)
+    assert notification_call_id(notification) == "c1"
+    assert payload is incoming
+    ended = json.dumps(n.ended("c1", timestamp=NOW), indent=1).encode()
+    notification, payload = parse_body(ended)
+    assert notification.type == "ended"
+    assert payload is ended
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-8-sig"])
+def test_parse_body_re_encodes_other_encodings_as_utf8(encoding: str) -> None:
+    sent = n.incoming("c-enc", timestamp=NOW)
+    sent["content"]["name"] = "Zoë"
+    notification, payload = parse_body(json.dumps(sent).encode(encoding))
+    assert notification_call_id(notification) == "c-enc"
+    again = json.loads(payload.decode("utf-8"))
+    assert again["content"]["name"] == "Zoë"
+    assert parse_notification(again) == notification
+
+
+def test_parse_body_names_the_bad_field() -> None:
+    body = {**n.incoming("c1", timestamp=NOW), "ttl": "soon"}
+    with pytest.raises(NotificationError, match=r"^ttl: "):
+        parse_body(json.dumps(body).encode())
+    with pytest.raises(NotificationError, match=r"^body: "):
+        parse_body(b"\xff{")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import threading
@@ -217,3 +218,42 @@ def test_ingress_stays_healthy_after_bad_input(
     assert client.get(f"{ingress.url}/healthz").status_code == 200
     assert client.post(ingress.hook, json=n.incoming("call-after")).status_code == 204
     assert len(queued(rdb, "calls")) == 1
+
+
+def test_the_task_gets_the_notification_json_as_sent(
+    ingress: Ingress, client: httpx.Client, rdb: redis.Redis
+) -> None:
+    sent = n.incoming("call-raw", number="+15550001111")
+    sent["content"]["name"] = 'Zoë "the caller"'
+    sent["futureField"] = {"nested": [1, 2.5, None]}
+    body = json.dumps(sent, ensure_ascii=False).encode()
+    assert client.post(ingress.hook, content=body).status_code == 204
+    [message] = queued(rdb, "calls")
+    assert message.args == [sent]
+    assert message.args[0]["ttl"] == "30"
+
+
+async def test_concurrent_webhooks_are_each_enqueued_once(
+    ingress: Ingress, rdb: redis.Redis
+) -> None:
+    call_ids = [f"call-burst-{i}" for i in range(40)]
+    bodies = [json.dumps(n.incoming(c)).encode() for c in call_ids]
+    limits = httpx.Limits(max_connections=20)
+    async with httpx.AsyncClient(timeout=30.0, limits=limits) as http:
+        # Every notification twice, all at once: the copies land in the same batches.
+        responses = await asyncio.gather(
+            *(http.post(ingress.hook, content=body) for body in bodies + bodies)
+        )
+    assert [r.status_code for r in responses] == [204] * 80
+    enqueued = [m.args[0]["content"]["callId"] for m in queued(rdb, "calls")]
+    assert sorted(enqueued) == sorted(call_ids)
+
+
+def test_accepted_notifications_log_nothing_at_info(
+    ingress: Ingress, client: httpx.Client, rdb: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="worker")
+    for i in range(3):
+        assert client.post(ingress.hook, json=n.incoming(f"call-quiet-{i}")).status_code == 204
+    assert len(queued(rdb, "calls")) == 3
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("worker.")] == []

@@ -9,11 +9,16 @@ Routes:
   ``CALLWORKER_WEBHOOK_HMAC_KEY`` set, ``X-Callworker-Signature: sha256=<hex>``
   (HMAC-SHA256 of the raw body) is required, else 401. Then
   :class:`~worker.ingress.intake.Intake` decides: 400 naming the bad field,
-  204 when enqueued or dropped on purpose, 503 when Redis or the broker is
-  unreachable (GoTo retries 5xx). Never a 500.
+  204 when enqueued or dropped on purpose, 503 when Redis is unreachable or
+  refuses the write (GoTo retries 5xx). Never a 500.
 - ``OPTIONS`` on the same path: GoTo's channel check, 200 with
   ``Allow: POST, OPTIONS`` (404 with a wrong secret).
 - ``GET /healthz``: the process is up. ``GET /readyz``: Redis answers a PING.
+
+The webhook path is served by :class:`WebhookEndpoint`, plain ASGI with no
+framework in the way (it is the hot path: every request costs CPU the
+ingress's one event loop cannot spend elsewhere); everything else by a small
+Starlette app. Both run on uvicorn's event loop; nothing blocks it.
 
 The secret and the full webhook path are never logged. Run it with
 uvicorn's access log off (``callworker ingress`` does): the log line would
@@ -22,58 +27,38 @@ carry the path.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import logging
-from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
-from redis import Redis
 from starlette.applications import Starlette
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from worker.config import ConfigError, Settings
-from worker.ingress.dispatch import CeleryDispatcher, Dispatcher
-from worker.ingress.intake import Clock, Intake, Unavailable, make_redis, redis_location, utc_now
+from worker.ingress.dispatch import Dispatcher, RedisDispatcher, Unavailable, connect_redis
+from worker.ingress.intake import Clock, Intake, redis_location, utc_now
 
 log = logging.getLogger(__name__)
 
 MAX_BODY = 1024 * 1024
 MIN_SECRET_LENGTH = 16
 SIGNATURE_HEADER = "x-callworker-signature"
-WEBHOOK_PATH = "/webhooks/goto/{secret}"
+WEBHOOK_PREFIX = "/webhooks/goto/"
 ALLOW = "POST, OPTIONS"
-WEBHOOK_METHODS = ["POST", "OPTIONS", "GET", "PUT", "PATCH", "DELETE"]
-INTAKE_THREADS = 8
 
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
 
-class BodyTooLarge(Exception):
-    pass
-
-
-def _not_found() -> Response:
-    return PlainTextResponse("Not Found", status_code=404)
-
-
-def _unavailable(detail: str = "temporarily unavailable, retry") -> Response:
-    return PlainTextResponse(detail, status_code=503)
-
-
-async def read_limited(request: Request, limit: int) -> bytes:
-    """The request body, or :class:`BodyTooLarge` as soon as it passes ``limit`` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise BodyTooLarge
-    return bytes(body)
+_TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
+_ALLOW = ((b"allow", ALLOW.encode()),)
+_Answer = tuple[int, str, Sequence[tuple[bytes, bytes]]]
 
 
 def signature_ok(key: bytes, body: bytes, header: str | None) -> bool:
@@ -84,15 +69,146 @@ def signature_ok(key: bytes, body: bytes, header: str | None) -> bool:
     return hmac.compare_digest(header[len("sha256=") :].strip().lower(), expected)
 
 
+async def _respond(
+    send: Send, status: int, text: str = "", headers: Sequence[tuple[bytes, bytes]] = ()
+) -> None:
+    if status == 204:
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    body = text.encode()
+    head = [*headers, *(_TEXT if text else ()), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": head})
+    await send({"type": "http.response.body", "body": body})
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class _Disconnected(Exception):
+    pass
+
+
+class WebhookEndpoint:
+    """``/webhooks/goto/{secret}`` as plain ASGI: secret, method, size, signature, intake."""
+
+    def __init__(
+        self, secret: bytes, intake: Intake, *, hmac_key: bytes = b"", max_body: int = MAX_BODY
+    ) -> None:
+        self.secret = secret
+        self.intake = intake
+        self.hmac_key = hmac_key
+        self.max_body = max_body
+
+    async def answer(self, scope: Scope, receive: Receive, given: str) -> _Answer:
+        """What to answer a request whose path names ``given`` as the secret.
+
+        Status 0: nothing (the sender is gone). Sends nothing itself.
+        """
+        if not hmac.compare_digest(given.encode("utf-8", "replace"), self.secret):
+            client = scope.get("client")
+            log.info("webhook with a wrong secret from %s: 404", client[0] if client else "unknown")
+            return 404, "Not Found", ()
+        method = scope["method"]
+        if method == "OPTIONS":
+            return 200, "", _ALLOW
+        if method != "POST":
+            return 405, "", _ALLOW
+        try:
+            body = await self._read_body(scope, receive)
+        except _BodyTooLarge:
+            log.info("webhook body over %d bytes refused: 413", self.max_body)
+            return 413, "body too large", ()
+        except _Disconnected:
+            log.info("webhook sender disconnected before the body was read")
+            return 0, "", ()
+        if self.hmac_key and not signature_ok(
+            self.hmac_key, body, _header(scope, SIGNATURE_HEADER.encode())
+        ):
+            log.info("webhook with a missing or wrong %s: 401", SIGNATURE_HEADER)
+            return 401, "bad or missing signature", ()
+        try:
+            outcome = await self.intake.process(body)
+        except Unavailable as exc:
+            log.warning("%s; answered 503 so GoTo retries", exc)
+            return 503, "temporarily unavailable, retry", ()
+        if outcome.status == 400:
+            return 400, f"invalid notification: {outcome.detail}", ()
+        return outcome.status, "", ()
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
+        """The request body, or :class:`_BodyTooLarge` as soon as it passes the limit."""
+        message = await receive()
+        if message["type"] != "http.request":
+            raise _Disconnected
+        body: bytes = message.get("body", b"")
+        if not message.get("more_body", False):
+            # The usual case: the whole (small) body in one piece.
+            if len(body) > self.max_body:
+                raise _BodyTooLarge
+            return body
+        declared = _header(scope, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
+            raise _BodyTooLarge
+        parts = bytearray(body)
+        while True:
+            if len(parts) > self.max_body:
+                raise _BodyTooLarge
+            message = await receive()
+            if message["type"] != "http.request":
+                raise _Disconnected
+            parts += message.get("body", b"")
+            if not message.get("more_body", False):
+                break
+        if len(parts) > self.max_body:
+            raise _BodyTooLarge
+        return bytes(parts)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+class IngressApp:
+    """The ASGI app: the webhook path to :class:`WebhookEndpoint`, the rest to Starlette."""
+
+    def __init__(self, webhook: WebhookEndpoint, other: Starlette) -> None:
+        self.webhook = webhook
+        self.other = other
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            root = scope.get("root_path", "")
+            if root and path.startswith(root):
+                path = path[len(root) :]
+            if path.startswith(WEBHOOK_PREFIX):
+                given = path[len(WEBHOOK_PREFIX) :]
+                # What the route /webhooks/goto/{secret} matches: one non-empty segment.
+                if given and "/" not in given:
+                    try:
+                        status, text, headers = await self.webhook.answer(scope, receive, given)
+                    except Exception:
+                        log.exception("unexpected error while handling a webhook; answered 503")
+                        status, text, headers = 503, "temporarily unavailable, retry", ()
+                    if status:
+                        await _respond(send, status, text, headers)
+                    return
+        await self.other(scope, receive, send)
+
+
 def create_app(
     settings: Settings,
     *,
-    redis: Redis | None = None,
     dispatcher: Dispatcher | None = None,
     clock: Clock = utc_now,
     max_body: int = MAX_BODY,
-) -> Starlette:
-    """The ingress app. ``redis`` and ``dispatcher`` default to ones built from ``settings``."""
+) -> IngressApp:
+    """The ingress app. ``dispatcher`` defaults to a :class:`RedisDispatcher` on ``settings``."""
     secret = settings.webhook_secret.reveal().encode()
     if len(secret) < MIN_SECRET_LENGTH:
         raise ConfigError(
@@ -101,90 +217,55 @@ def create_app(
             "protection); generate one with: python -c 'import secrets; "
             "print(secrets.token_urlsafe(32))'",
         )
-    if (redis is None or dispatcher is None) and not settings.redis_url:
+    if dispatcher is None and not settings.redis_url:
         raise ConfigError("CALLWORKER_REDIS_URL", "is required by the ingress")
-    hmac_key = settings.webhook_hmac_key.reveal().encode()
     where = redis_location(settings.redis_url) if settings.redis_url else "redis"
-    owned_redis = redis is None
-    client = redis if redis is not None else make_redis(settings.redis_url)
-    owned_dispatcher = dispatcher is None
-    if dispatcher is None:
-        from tasks.app import create_celery
-
-        dispatcher = CeleryDispatcher(create_celery(settings))
-    intake = Intake(client=client, dispatcher=dispatcher, clock=clock, where=where)
-    executor = ThreadPoolExecutor(max_workers=INTAKE_THREADS, thread_name_prefix="ingress")
-
-    async def webhook(request: Request) -> Response:
-        if not hmac.compare_digest(request.path_params["secret"].encode(), secret):
-            log.info("webhook with a wrong secret from %s: 404", _peer(request))
-            return _not_found()
-        if request.method == "OPTIONS":
-            return Response(status_code=200, headers={"Allow": ALLOW})
-        if request.method != "POST":
-            return Response(status_code=405, headers={"Allow": ALLOW})
-        try:
-            body = await read_limited(request, max_body)
-        except BodyTooLarge:
-            log.info("webhook body over %d bytes refused: 413", max_body)
-            return PlainTextResponse("body too large", status_code=413)
-        except ClientDisconnect:
-            log.info("webhook sender disconnected before the body was read")
-            return Response(status_code=400)
-        if hmac_key and not signature_ok(hmac_key, body, request.headers.get(SIGNATURE_HEADER)):
-            log.info("webhook with a missing or wrong %s: 401", SIGNATURE_HEADER)
-            return PlainTextResponse("bad or missing signature", status_code=401)
-        try:
-            outcome = await asyncio.get_running_loop().run_in_executor(
-                executor, intake.process, body
-            )
-        except Unavailable as exc:
-            log.warning("%s; answered 503 so GoTo retries", exc)
-            return _unavailable()
-        except Exception:
-            log.exception("unexpected error while handling a webhook; answered 503")
-            return _unavailable()
-        if outcome.status == 400:
-            return PlainTextResponse(f"invalid notification: {outcome.detail}", status_code=400)
-        return Response(status_code=outcome.status)
+    owned = dispatcher is None
+    gateway: Dispatcher = dispatcher or RedisDispatcher(
+        connect_redis(settings.redis_url), where=where
+    )
+    intake = Intake(dispatcher=gateway, clock=clock, queue_prefix=_queue_prefix(settings))
+    webhook = WebhookEndpoint(
+        secret, intake, hmac_key=settings.webhook_hmac_key.reveal().encode(), max_body=max_body
+    )
 
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok")
 
     async def readyz(request: Request) -> Response:
         try:
-            await asyncio.get_running_loop().run_in_executor(executor, client.ping)
-        except Exception as exc:
-            log.warning("not ready: Redis at %s is unreachable: %s", where, exc)
-            return _unavailable(f"not ready: Redis at {where} is unreachable")
+            await gateway.ping()
+        except Unavailable as exc:
+            log.warning("not ready: %s", exc)
+            return PlainTextResponse(f"not ready: Redis at {where} is unreachable", 503)
         return PlainTextResponse("ready")
 
     async def on_error(request: Request, exc: Exception) -> Response:
         log.error("unhandled %s in the ingress; answered 503", type(exc).__name__)
-        return _unavailable()
+        return PlainTextResponse("temporarily unavailable, retry", status_code=503)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         try:
             yield
         finally:
-            executor.shutdown(wait=True, cancel_futures=True)
-            if owned_dispatcher:
-                dispatcher.close()
-            if owned_redis:
-                client.close()
+            if owned:
+                await gateway.aclose()
 
-    return Starlette(
+    other = Starlette(
         routes=[
-            # Every method reaches the handler, so the secret is checked before the method.
-            Route(WEBHOOK_PATH, webhook, methods=WEBHOOK_METHODS),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
         ],
         exception_handlers={Exception: on_error},
         lifespan=lifespan,
     )
+    return IngressApp(webhook, other)
 
 
-def _peer(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+def _queue_prefix(settings: Settings) -> str:
+    """The key prefix kombu puts on queue names, if the Celery config sets one."""
+    from tasks.app import celery_config
+
+    options = celery_config(settings).get("broker_transport_options", {})
+    return str(options.get("global_keyprefix", ""))

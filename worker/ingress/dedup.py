@@ -1,4 +1,4 @@
-"""Dropping repeated notifications: a key per notification, two states in Redis.
+"""Dropping repeated notifications: one key per notification, set once it is handled.
 
 GoTo sends no notification id, so :func:`dedup_key` builds one from what
 identifies a notification: its type, the call (or session) it is about and
@@ -6,16 +6,10 @@ its timestamp, as sent. A notification naming neither a call nor a session
 adds a hash of its content. Two deliveries of one notification give one key
 even if their JSON differs in spacing, key order or ttl spelling.
 
-:class:`Deduplicator` keeps the key in Redis in two states:
-
-- ``processing`` (``SET NX``, a short TTL) while the ingress enqueues it:
-  a copy arriving meanwhile is dropped;
-- ``done`` (a TTL of the notification's relevance window) once it is
-  enqueued: later copies are dropped;
-- deleted if enqueueing failed, so GoTo's retry gets through.
-
-If the ingress dies between the two, the short ``processing`` TTL frees the
-key soon.
+The key is checked and set in the same atomic Redis script that enqueues the
+notification (:data:`worker.ingress.dispatch.WRITE_SCRIPT`): it holds
+``done`` for :func:`window_seconds` once the notification is on its queue,
+and does not exist if enqueueing failed, so GoTo's retry gets through.
 """
 
 from __future__ import annotations
@@ -24,14 +18,10 @@ import hashlib
 import json
 from datetime import UTC
 
-import redis
-
 from worker.goto.events import Notification, UnknownNotification, notification_call_id
 
 PREFIX = "callworker:dedup:"
-PROCESSING = b"processing"
 DONE = b"done"
-PROCESSING_TTL = 10
 MIN_WINDOW = 300
 
 
@@ -59,20 +49,3 @@ def dedup_key(notification: Notification) -> str:
 def window_seconds(notification: Notification) -> int:
     """How long a ``done`` key is kept: the notification's ttl, at least ``MIN_WINDOW``."""
     return max(int(notification.ttl), MIN_WINDOW)
-
-
-class Deduplicator:
-    """Two-state dedup keys on a (synchronous) Redis client."""
-
-    def __init__(self, client: redis.Redis) -> None:
-        self.redis = client
-
-    def begin(self, key: str) -> bool:
-        """Claim ``key`` for processing; False if a copy was seen already."""
-        return bool(self.redis.set(key, PROCESSING, nx=True, ex=PROCESSING_TTL))
-
-    def done(self, key: str, window: int) -> None:
-        self.redis.set(key, DONE, ex=window)
-
-    def abandon(self, key: str) -> None:
-        self.redis.delete(key)

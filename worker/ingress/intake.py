@@ -6,34 +6,38 @@ configured, signature-checked) and returns the HTTP status to answer:
 - 400 with the reason when the body is not a valid notification;
 - 204 when it was enqueued, recorded, or dropped on purpose (stale, a
   duplicate, an unknown type or source): GoTo must not retry those;
-- it raises :class:`Unavailable` when Redis or the broker cannot be reached,
-  which the app answers with 503 so GoTo retries.
+- it raises :class:`Unavailable` when Redis cannot be reached or refuses the
+  write, which the app answers with 503 so GoTo retries.
 
-Blocking I/O (synchronous redis-py and kombu), meant to run on a worker
-thread of the ASGI app, never on its event loop.
+It runs on the ASGI app's event loop: parsing and routing are pure and
+quick, and Redis is reached through a :class:`~worker.ingress.dispatch.Dispatcher`
+(asyncio, batched). The task message carries the notification's JSON as GoTo
+sent it; the task parses it again.
 """
 
 from __future__ import annotations
 
+import codecs
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
-import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
+from pydantic import ValidationError
 
 from worker.goto.events import (
+    IncomingNotification,
     Notification,
     NotificationError,
     dump_notification,
     notification_call_id,
     parse_notification_json,
 )
-from worker.ingress.dedup import Deduplicator, dedup_key, window_seconds
-from worker.ingress.dispatch import Dispatcher, DispatchError
+from worker.ingress.dedup import dedup_key, window_seconds
+from worker.ingress.dispatch import Dispatcher, DispatchError, Unavailable, Write
+from worker.ingress.message import MessageEncoder
 from worker.ingress.routing import (
     Drop,
     Enqueue,
@@ -43,7 +47,8 @@ from worker.ingress.routing import (
     route_follow_up,
 )
 from worker.logs import call_id_var
-from worker.ownership import Ownership
+
+__all__ = ["Clock", "DispatchError", "Intake", "Outcome", "Unavailable", "parse_body"]
 
 log = logging.getLogger(__name__)
 
@@ -65,19 +70,34 @@ def redis_location(url: str) -> str:
     return f"{parts.hostname}:{parts.port or 6379}{parts.path or ''}"
 
 
-def make_redis(url: str) -> redis.Redis:
-    """A Redis client that fails fast: the ingress answers 503 instead of hanging."""
-    return redis.Redis.from_url(
-        url,
-        socket_connect_timeout=1.0,
-        socket_timeout=2.0,
-        retry=Retry(NoBackoff(), 1),
-        health_check_interval=30,
-    )
+def parse_body(body: bytes) -> tuple[Notification, bytes]:
+    """The notification in ``body`` and its JSON text for the task message.
+
+    ``incoming`` (the frequent type) is validated straight from the bytes; any
+    other body, or one that fails, goes through the general parser, which
+    names the bad field in its :class:`NotificationError`. The JSON text is
+    the body itself when it is UTF-8 (without a byte order mark), else the
+    parsed notification re-encoded.
+    """
+    try:
+        # pydantic's JSON parser accepts UTF-8 only, and no byte order mark.
+        return IncomingNotification.model_validate_json(body), body
+    except ValidationError:
+        pass
+    notification = parse_notification_json(body)
+    if not body.startswith(codecs.BOM_UTF8):
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+        else:
+            return notification, body
+    return notification, json.dumps(dump_notification(notification)).encode()
 
 
-class Unavailable(Exception):
-    """Redis or the broker is unreachable; GoTo should retry the delivery."""
+def _summary(notification: Notification, call_id: str) -> str:
+    """The task's ``argsrepr``: short, instead of Celery's repr of the whole notification."""
+    return f"({notification.type!r} notification, call {call_id})"
 
 
 @dataclass(frozen=True)
@@ -86,85 +106,94 @@ class Outcome:
     detail: str = ""
 
 
+ACCEPTED = Outcome(204)
+
+
 class Intake:
     """Parse, dedup and route webhook bodies; see the module docstring."""
 
     def __init__(
         self,
         *,
-        client: redis.Redis,
         dispatcher: Dispatcher,
         clock: Clock = utc_now,
-        where: str = "redis",
+        encoder: MessageEncoder | None = None,
+        queue_prefix: str = "",
     ) -> None:
-        self.redis = client
-        self.dedup = Deduplicator(client)
-        self.ownership = Ownership(client)
         self.dispatcher = dispatcher
         self.clock = clock
-        self.where = where
+        self.encoder = encoder or MessageEncoder()
+        # Celery's broker_transport_options["global_keyprefix"], if set: kombu's key names.
+        self.queue_prefix = queue_prefix
 
-    def process(self, body: bytes) -> Outcome:
+    async def process(self, body: bytes) -> Outcome:
         try:
-            notification = parse_notification_json(body)
+            notification, payload = parse_body(body)
         except NotificationError as exc:
             log.info("rejected a webhook body (400): %s", exc)
             return Outcome(400, str(exc))
-        token = call_id_var.set(notification_call_id(notification) or "-")
+        call_id = notification_call_id(notification) or "-"
+        token = call_id_var.set(call_id)
         try:
-            decision = classify(notification, self.clock())
-            if isinstance(decision, Drop):
-                log.log(decision.level, "%s", decision.reason)
-                return Outcome(204)
-            key = dedup_key(notification)
-            try:
-                if not self.dedup.begin(key):
-                    log.info("duplicate %s notification dropped", notification.type)
-                    return Outcome(204)
-                try:
-                    self._perform(decision, notification)
-                except BaseException:
-                    self.dedup.abandon(key)
-                    raise
-                self.dedup.done(key, window_seconds(notification))
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
-                raise Unavailable(f"Redis at {self.where} is unreachable: {exc}") from exc
-            except redis.RedisError as exc:
-                raise Unavailable(f"Redis at {self.where} failed: {exc}") from exc
-            except DispatchError as exc:
-                raise Unavailable(str(exc)) from exc
-            return Outcome(204)
+            # One coroutine for the whole hot path: every await level costs on each resume.
+            now = self.clock()
+            decision = classify(notification, now)
+            route: Enqueue | Drop
+            if isinstance(decision, Enqueue):
+                route = decision
+            elif isinstance(decision, FollowUp):
+                route = route_follow_up(decision, await self.dispatcher.owner(decision.call_id))
+            elif isinstance(decision, RecordGreetings):
+                await self._greetings(notification, decision)
+                return ACCEPTED
+            else:
+                route = decision
+            if isinstance(route, Drop):
+                log.log(route.level, "%s", route.reason)
+                return ACCEPTED
+            message = self.encoder.encode(
+                task=route.task,
+                argument_json=payload,
+                queue=route.queue,
+                expires=route.expires,
+                now=now,
+                argsrepr=_summary(notification, call_id),
+            )
+            write = Write(
+                dedup_key(notification),
+                self.queue_prefix + route.queue,
+                message,
+                window_seconds(notification),
+            )
+            if not await self.dispatcher.write(write):
+                log.info("duplicate %s notification dropped", notification.type)
+                return ACCEPTED
+            # Routine and frequent: DEBUG. Refusals and drops are logged at INFO above.
+            log.debug(
+                "%s notification enqueued to %s (expires in %.0f s)",
+                notification.type,
+                route.queue,
+                route.expires,
+            )
+            return ACCEPTED
         finally:
             call_id_var.reset(token)
 
-    def _perform(
-        self, decision: Enqueue | RecordGreetings | FollowUp, notification: Notification
-    ) -> None:
-        if isinstance(decision, RecordGreetings):
-            self.redis.set(
-                greetings_key(decision.organization_id, decision.extension_number),
-                decision.timestamp,
-                ex=decision.keep_seconds,
-            )
+    async def _greetings(self, notification: Notification, decision: RecordGreetings) -> None:
+        target = greetings_key(decision.organization_id, decision.extension_number)
+        write = Write(
+            dedup_key(notification),
+            target,
+            decision.timestamp,
+            window_seconds(notification),
+            "set",
+            decision.keep_seconds,
+        )
+        if await self.dispatcher.write(write):
             log.info(
                 "greetings for extension %s of organization %s recorded",
                 decision.extension_number,
                 decision.organization_id,
             )
-            return
-        route: Enqueue | Drop
-        if isinstance(decision, FollowUp):
-            route = route_follow_up(decision, self.ownership.owner(decision.call_id))
         else:
-            route = decision
-        if isinstance(route, Drop):
-            log.log(route.level, "%s", route.reason)
-            return
-        self.dispatcher.send(route, dump_notification(notification))
-        # Routine and frequent: DEBUG. Refusals and drops are logged at INFO above.
-        log.debug(
-            "%s notification enqueued to %s (expires in %.0f s)",
-            notification.type,
-            route.queue,
-            route.expires,
-        )
+            log.info("duplicate greetings notification dropped")
