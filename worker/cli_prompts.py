@@ -11,7 +11,12 @@ from pathlib import Path
 
 import click
 
-DEFAULT_FOLDER = Path("audio_prompts")
+
+def _default_folder() -> Path:
+    """CALLWORKER_PROMPTS_DIR, else the bundled audio_prompts/."""
+    from worker.config import Settings
+
+    return Settings.from_env().prompts_dir
 
 
 def _fail(message: str) -> None:
@@ -28,8 +33,8 @@ def prompts() -> None:
 @click.option(
     "--folder",
     type=click.Path(file_okay=False, path_type=Path),
-    default=DEFAULT_FOLDER,
-    show_default=True,
+    default=_default_folder,
+    show_default="CALLWORKER_PROMPTS_DIR or the bundled audio_prompts/",
     help="Prompt folder with a manifest.yaml.",
 )
 @click.option("--voice", default=None, help="espeak-ng voice (default en-us).")
@@ -81,8 +86,8 @@ def build(
 @click.option(
     "--folder",
     type=click.Path(file_okay=False, path_type=Path),
-    default=DEFAULT_FOLDER,
-    show_default=True,
+    default=_default_folder,
+    show_default="CALLWORKER_PROMPTS_DIR or the bundled audio_prompts/",
     help="Prompt folder.",
 )
 def list_prompts(folder: Path) -> None:
