@@ -593,8 +593,8 @@ async def provision(
         confirmed_by=waiter.how,
         problem=_problem(extensions, waiter, url, greetings_wait),
         note=(
-            f"the webhook secret was generated and is kept in {run.path}; give it to "
-            "`callworker ingress` as CALLWORKER_WEBHOOK_SECRET"
+            f"the webhook secret was generated and is kept in {run.path}; "
+            "`callworker ingress` reads it from there (or set CALLWORKER_WEBHOOK_SECRET)"
             if run.state.webhook_secret
             else ""
         ),
