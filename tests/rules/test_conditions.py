@@ -202,11 +202,13 @@ def test_holiday_file_and_single_date(tmp_path: Path) -> None:
 
 def test_node_full(tmp_path: Path) -> None:
     full = Load(live_calls=5, max_live_calls=5, loop_lag_ms=1.0, max_loop_lag_ms=50.0)
-    lagging = Load(live_calls=0, max_live_calls=5, loop_lag_ms=90.0, max_loop_lag_ms=50.0)
+    lagging = Load(live_calls=1, max_live_calls=5, loop_lag_ms=90.0, max_loop_lag_ms=50.0)
+    idle_slow_machine = Load(live_calls=0, max_live_calls=5, loop_lag_ms=90.0, max_loop_lag_ms=50.0)
     draining = Load(0, 5, 1.0, 50.0, draining=True)
     ruleset = when(tmp_path, "node_full: true")
     assert declined(ruleset, load=full)
     assert declined(ruleset, load=lagging)
+    assert not declined(ruleset, load=idle_slow_machine)
     assert declined(ruleset, load=draining)
     assert not declined(ruleset, load=IDLE)
     assert declined(when(tmp_path, "node_full: false"), load=IDLE)
