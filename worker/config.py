@@ -173,6 +173,7 @@ class Settings:
     max_live_calls: int = 20
     max_loop_lag_ms: float = 50.0
     max_call_seconds: int = 3600
+    shared_opus: bool = True
     log_level: str = "INFO"
     # Default call handling (until rules and flows are configured)
     greeting_prompt: str = "greeting"
@@ -339,6 +340,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "max_live_calls": lambda v, r: _int(v, r, minimum=0),
     "max_loop_lag_ms": lambda v, r: _float(v, r, minimum=0.0),
     "max_call_seconds": lambda v, r: _int(v, r, minimum=1),
+    "shared_opus": _bool,
     "log_level": _log_level,
     "greeting_prompt": _text,
     "record_seconds": lambda v, r: _int(v, r, minimum=0),

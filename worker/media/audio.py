@@ -162,3 +162,30 @@ def audio_segment_class() -> Any:
         warnings.filterwarnings("ignore", message=".*audioop.*", category=DeprecationWarning)
         from pydub import AudioSegment
     return AudioSegment
+
+
+class RtpTimestamps:
+    """Unwrap 32-bit RTP timestamps into a running count that never wraps.
+
+    A stream starts at a random timestamp, so it can pass 2**32 within a
+    call. A step of more than 2**31 backwards is a wrap forwards; a small
+    step back (a reordered packet) stays a step back.
+    """
+
+    _MOD = 1 << 32
+    _HALF = 1 << 31
+
+    def __init__(self) -> None:
+        self._last: int | None = None
+        self._value = 0
+
+    def unwrap(self, timestamp: int) -> int:
+        if self._last is None:
+            self._value = timestamp
+        else:
+            step = (timestamp - self._last) % self._MOD
+            if step >= self._HALF:
+                step -= self._MOD
+            self._value += step
+        self._last = timestamp
+        return self._value

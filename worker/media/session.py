@@ -62,7 +62,13 @@ from aiortc.rtp import RtpPacket
 
 from worker.config import Settings
 from worker.media import ice, sdp
-from worker.media.audio import SAMPLE_RATE, SILENT_FRAME, MediaError, MonoConverter
+from worker.media.audio import (
+    SAMPLE_RATE,
+    SILENT_FRAME,
+    MediaError,
+    MonoConverter,
+    RtpTimestamps,
+)
 from worker.media.dtmf import DigitEvent, InbandDetector, Rfc4733Decoder
 from worker.media.playback import FrameInfo, PlaybackTrack
 from worker.media.recorder import RecordingInfo, WavRecorder
@@ -341,6 +347,7 @@ class CallSession:
 
     async def _consume(self, track: MediaStreamTrack) -> None:
         converter = MonoConverter()
+        timestamps = RtpTimestamps()
         offset: float | None = None
         expected: int | None = None
         try:
@@ -349,7 +356,7 @@ class CallSession:
                 if not isinstance(frame, av.AudioFrame):
                     continue
                 pcm = converter.convert(frame)
-                pts = frame.pts or 0
+                pts = timestamps.unwrap(frame.pts or 0)
                 position = pts / SAMPLE_RATE
                 seen = self.media_time() - position
                 offset = seen if offset is None else min(offset, seen)

@@ -28,6 +28,8 @@ from worker.flows.model import FlowSet
 from worker.goto.client import GoToClient
 from worker.goto.errors import GoToError, NotFoundError
 from worker.logs import call_id_var
+from worker.media.opus import OpusPromptCache
+from worker.media.playback import EncodedPlaybackTrack
 from worker.media.prompts import PromptLibrary
 from worker.media.recorder import RecordingInfo
 from worker.media.session import CallSession, MediaConfig, SessionError
@@ -76,6 +78,8 @@ class CallContext:
     http: httpx.AsyncClient
     flows: FlowSet | None = None
     voicemail_number: str = ""
+    opus: OpusPromptCache | None = None
+    """Prompts encoded once for every call; None: each call encodes its own audio."""
 
 
 class LiveCall:
@@ -89,7 +93,8 @@ class LiveCall:
         self.flows = context.flows  # the version this call started with, kept to its end
         self._driver: FlowDriver | None = None
         self.flow_result: FlowResult | None = None
-        self.session = CallSession(context.media, call_id=call_id)
+        playback = EncodedPlaybackTrack(context.opus) if context.opus is not None else None
+        self.session = CallSession(context.media, call_id=call_id, playback=playback)
         self.steps: list[dict[str, object]] = []
         self.ended_by_far_end = asyncio.Event()
         self.end_reason = ""

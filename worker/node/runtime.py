@@ -31,11 +31,13 @@ import redis
 from worker.config import Settings
 from worker.flows.errors import FlowError
 from worker.flows.events import FlowCall
+from worker.flows.model import FlowSet
 from worker.flows.reload import FlowReloader
 from worker.goto.client import GoToClient
 from worker.goto.errors import GoToError
 from worker.goto.events import EndedNotification, IncomingNotification, UnknownNotification
 from worker.logs import call_id_var
+from worker.media.opus import OpusPromptCache
 from worker.media.prompts import PromptLibrary
 from worker.media.session import MediaConfig
 from worker.node.decide import Action, CallFacts, Decision, DefaultPolicy, Load, decide
@@ -79,6 +81,7 @@ class Node:
         self.policy = DefaultPolicy.from_settings(settings)
         self.rules: RulesCache | None = None
         self.flows: FlowReloader | None = None
+        self.opus = OpusPromptCache() if settings.shared_opus else None
         self._reload_requested = False
         self._http: httpx.AsyncClient | None = None
         self.loop = MediaLoop(f"media-loop[{name}]")
@@ -107,7 +110,11 @@ class Node:
                 raise NodeError(f"cannot start node {self.name}: {exc}") from None
             log.info("routing rules: %s", self.rules.current.summary())
         self._load_flows()
-        self.prompts.preload()
+        prompts = self.prompts.preload()
+        if self.opus is not None:
+            self.opus.preload(prompts)
+            if self.flows is not None:
+                self._encode_flow_prompts(self.flows.current)
         self.loop.start()
         self.loop.run(self._open(), timeout=API_TIMEOUT)
         log.info("node %s started: up to %d live calls", self.name, self.settings.max_live_calls)
@@ -117,7 +124,9 @@ class Node:
         wanted = self.rules.current.flows() if self.rules is not None else frozenset()
         if self.settings.flows_dir:
             try:
-                self.flows = FlowReloader(self.settings.flows_dir)
+                self.flows = FlowReloader(
+                    self.settings.flows_dir, on_reload=self._encode_flow_prompts
+                )
             except FlowError as exc:
                 raise NodeError(f"cannot start node {self.name}: {exc}") from None
             self.flows.current.prompts.preload()
@@ -130,6 +139,11 @@ class Node:
                 f"the rules in {self.settings.rules_file} answer with flows {', '.join(missing)}, "
                 f"which are not in {where}"
             )
+
+    def _encode_flow_prompts(self, flows: FlowSet) -> None:
+        """Encode a flow set's prompts now, not on the media loop when a call first plays them."""
+        if self.opus is not None:
+            self.opus.preload(flows.prompts.preload())
 
     def request_reload(self) -> None:
         """Reload rules and flows before the next call (safe in a signal handler)."""
@@ -321,6 +335,7 @@ class Node:
             http=self.http,
             flows=self.flows.current if self.flows is not None else None,
             voicemail_number=self.settings.voicemail_number,
+            opus=self.opus,
         )
         live = LiveCall(call, decision, context)
         self.calls[call_id] = live
