@@ -174,6 +174,7 @@ class Settings:
     max_loop_lag_ms: float = 50.0
     max_call_seconds: int = 3600
     shared_opus: bool = True
+    recording_format: str = "wav"
     log_level: str = "INFO"
     # Default call handling (until rules and flows are configured)
     greeting_prompt: str = "greeting"
@@ -302,6 +303,13 @@ def _overflow_action(variable: str, raw: str) -> str:
     return value
 
 
+def _recording_format(variable: str, raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in ("wav", "mp3", "ogg"):
+        raise ConfigError(variable, f"expected wav, mp3 or ogg, got {raw!r}")
+    return value
+
+
 def _existing_file(variable: str, raw: str) -> str:
     path = raw.strip()
     if path and not Path(path).is_file():
@@ -341,6 +349,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "max_loop_lag_ms": lambda v, r: _float(v, r, minimum=0.0),
     "max_call_seconds": lambda v, r: _int(v, r, minimum=1),
     "shared_opus": _bool,
+    "recording_format": _recording_format,
     "log_level": _log_level,
     "greeting_prompt": _text,
     "record_seconds": lambda v, r: _int(v, r, minimum=0),

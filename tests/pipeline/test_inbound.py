@@ -58,3 +58,17 @@ def read_wav_any(path: Path) -> Any:
     from worker.media.prompts import load_prompt
 
     return pcm_array(load_prompt(path).pcm)
+
+
+def test_recordings_are_converted_when_the_call_ends(start_system: Callable[..., Running]) -> None:
+    run = start_system(RECORDING_FORMAT="mp3")
+    call_id = run.place_call(hangup_at=30)
+    detail = run.final_record(call_id)
+    assert detail.call.outcome == "completed", run.logs()
+    [recording] = detail.recordings
+    path = Path(recording.path)
+    assert path.suffix == ".mp3" and recording.format == "mp3"
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert not path.with_suffix(".wav").exists()
+    assert path.read_bytes()[:3] in (b"ID3", b"\xff\xfb", b"\xff\xf3")
+    assert abs(recording.duration_seconds - 3.0) < 0.2

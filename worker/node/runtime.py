@@ -39,6 +39,7 @@ from worker.goto.events import EndedNotification, IncomingNotification, UnknownN
 from worker.logs import call_id_var
 from worker.media.opus import OpusPromptCache
 from worker.media.prompts import PromptLibrary
+from worker.media.recorder import RecorderError, RecordingInfo, convert
 from worker.media.session import MediaConfig
 from worker.node.decide import Action, CallFacts, Decision, DefaultPolicy, Load, decide
 from worker.node.live import CONNECT_TIMEOUT, CallContext, CallResult, LiveCall
@@ -362,7 +363,8 @@ class Node:
 
     def _record_result(self, live: LiveCall, result: CallResult) -> None:
         call_id = live.call_id
-        for info in result.recordings:
+        for finished in result.recordings:
+            info = self._convert(finished)
             self.store.add_recording(
                 call_id,
                 path=str(info.path),
@@ -387,6 +389,17 @@ class Node:
             self.store.mark_ended(call_id, outcome=outcome, reason_code=live.end_reason or None)
         self.ownership.release(call_id, self.name)
         log.info("call finished: %s (%s)", outcome, result.reason)
+
+    def _convert(self, info: RecordingInfo) -> RecordingInfo:
+        """The recording in the configured format (the WAV is kept if conversion fails)."""
+        fmt = self.settings.recording_format
+        if fmt == "wav" or info.format != "wav":
+            return info
+        try:
+            return convert(info, fmt)
+        except RecorderError as exc:
+            log.error("recording kept as WAV: %s", exc)
+            return info
 
     def on_call_event(self, notification: EndedNotification | UnknownNotification) -> bool:
         """Pass a follow-up event to the live call it names; False if this node has no such call."""
