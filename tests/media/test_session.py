@@ -120,10 +120,10 @@ def test_gotos_answer_without_mid_adopts_the_offers_mid() -> None:
 
 
 def test_select_addresses_filters_by_version_and_repeats() -> None:
-    addresses = ["127.0.0.1", "::1", "127.0.0.1", "10.1.2.3"]
+    addresses = ["127.0.0.1", "::1", "127.0.0.1", "192.0.2.10"]
     assert ice.select_addresses(addresses, use_ipv4=True, use_ipv6=False) == [
         "127.0.0.1",
-        "10.1.2.3",
+        "192.0.2.10",
     ]
     assert ice.select_addresses(addresses, use_ipv4=False, use_ipv6=True) == ["::1"]
 
