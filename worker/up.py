@@ -56,9 +56,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _port_open(port: int) -> bool:
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+        with socket.create_connection((host, port), timeout=0.2):
             return True
     except OSError:
         return False
@@ -189,7 +189,7 @@ class System:
         ]  # fmt: skip
         child = self._child("redis", argv)
         child.start(self._env())
-        self._wait(child, lambda: _port_open(port), "redis-server did not listen")
+        self._wait(child, lambda: port_open(port), "redis-server did not listen")
         url = f"redis://127.0.0.1:{port}/0"
         self.settings = dataclasses.replace(self.settings, redis_url=url)
         self.started.append(("redis", f"{url} (private, AOF on)"))
@@ -240,7 +240,7 @@ class System:
 
     def _start_ingress(self) -> None:
         port = self.ingress_port or self.settings.ingress_port
-        if _port_open(port):
+        if port_open(port):
             raise UpError(f"port {port} is taken: set CALLWORKER_INGRESS_PORT to a free port")
         self.settings = dataclasses.replace(
             self.settings, ingress_port=port, webhook_secret=self._webhook_secret()

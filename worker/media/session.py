@@ -50,7 +50,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
@@ -286,17 +286,19 @@ class CallSession:
         Bound the wait with ``asyncio.timeout``: a far end that never answers
         media keeps this waiting.
         """
-        connected = asyncio.ensure_future(self.connected.wait())
+        await self.until_closed(self.connected.wait(), "before its media connected")
+
+    async def until_closed(self, waiting: Awaitable[object], doing: str) -> None:
+        """Wait for ``waiting``; :class:`SessionError` naming ``doing`` if the call closes first."""
+        inner = asyncio.ensure_future(waiting)
         closed = asyncio.ensure_future(self.closed.wait())
         try:
-            await asyncio.wait({connected, closed}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({inner, closed}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            connected.cancel()
+            inner.cancel()
             closed.cancel()
-        if not self.connected.is_set():
-            raise SessionError(
-                f"call {self.call_id} closed before its media connected: {self.close_reason}"
-            )
+        if not inner.done():
+            raise SessionError(f"call {self.call_id} closed {doing}: {self.close_reason}")
 
     def _on_connection_state(self) -> None:
         state = self.pc.connectionState

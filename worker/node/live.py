@@ -190,14 +190,14 @@ class LiveCall:
         if decision.greeting:
             prompt = self.context.prompts.get(decision.greeting)
             self.step("play", prompt=decision.greeting)
-            await self._until_closed(session.playback.play(prompt).done.wait())
+            await session.until_closed(session.playback.play(prompt).done.wait(), "while playing")
         if decision.record_seconds > 0:
             path = self.context.recordings_dir / recording_name(self.call_id)
             recorder = session.start_recording(path, max_seconds=decision.record_seconds)
             stopped = asyncio.Event()
             recorder.on_stop = lambda _reason: stopped.set()
             self.step("record", max_seconds=decision.record_seconds)
-            await self._until_closed(stopped.wait())
+            await session.until_closed(stopped.wait(), "while recording")
         self.step("hangup")
 
     async def _run_flow(self, name: str) -> None:
@@ -218,18 +218,6 @@ class LiveCall:
             http=self.context.http,
         )
         self.flow_result = await self._driver.run()
-
-    async def _until_closed(self, waiting: Awaitable[object]) -> None:
-        """Wait for ``waiting``; raise SessionError if the media closes first."""
-        inner = asyncio.ensure_future(waiting)
-        closed = asyncio.ensure_future(self.session.closed.wait())
-        try:
-            await asyncio.wait({inner, closed}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            inner.cancel()
-            closed.cancel()
-        if self.session.closed.is_set() and not inner.done():
-            raise SessionError(f"call {self.call_id}: media closed ({self.session.close_reason})")
 
     async def _finish(self, result: CallResult, *, hang_up: bool) -> None:
         if self._finished:
@@ -252,5 +240,11 @@ class LiveCall:
 
 
 def recording_name(call_id: str, now: datetime | None = None) -> str:
+    """A call's recording file name, ``<time>-<call id>.wav``; see :func:`recording_glob`."""
     moment = now or datetime.now(UTC)
     return f"{moment:%Y%m%d-%H%M%S}-{call_id}.wav"
+
+
+def recording_glob(call_id: str) -> str:
+    """A pattern matching every :func:`recording_name` of ``call_id``."""
+    return f"*-{call_id}.wav"

@@ -23,6 +23,7 @@ from pathlib import Path
 from worker.config import Settings
 from worker.goto.client import GoToClient
 from worker.goto.errors import GoToError, NotFoundError
+from worker.node.live import recording_glob
 from worker.ownership import Ownership, StaleCall
 from worker.provision import load_state, state_path
 from worker.store import CallNotFound, Store
@@ -44,10 +45,10 @@ class Reaped:
 
 
 def partial_recordings(recordings_dir: Path, call_id: str) -> list[Path]:
-    """The WAV files a node wrote for ``call_id`` (named ``<time>-<call id>.wav``)."""
+    """The WAV files a node wrote for ``call_id``."""
     if not recordings_dir.is_dir():
         return []
-    return sorted(recordings_dir.glob(f"*-{call_id}.wav"))
+    return sorted(recordings_dir.glob(recording_glob(call_id)))
 
 
 def wav_facts(path: Path) -> tuple[float, int]:

@@ -42,7 +42,7 @@ from worker.media.prompts import PromptLibrary
 from worker.media.recorder import RecorderError, RecordingInfo, convert
 from worker.media.session import MediaConfig
 from worker.node.decide import Action, CallFacts, Decision, DefaultPolicy, Load, decide
-from worker.node.live import CONNECT_TIMEOUT, CallContext, CallResult, LiveCall
+from worker.node.live import CallContext, CallResult, LiveCall
 from worker.node.loop import MediaLoop
 from worker.ownership import Ownership
 from worker.provision import ProvisionError, load_state, state_path
@@ -53,9 +53,10 @@ log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 2.0
 OWNERSHIP_TTL = 10.0
-HANDOFF_TIMEOUT = CONNECT_TIMEOUT + 20.0
-SEND_AWAY = (Action.VOICEMAIL, Action.DECLINE, Action.FORWARD)
 API_TIMEOUT = 20.0
+# The hand-off is the SDP offer (host candidates only: milliseconds) plus the answer request.
+HANDOFF_TIMEOUT = API_TIMEOUT + 10.0
+SEND_AWAY = (Action.VOICEMAIL, Action.DECLINE, Action.FORWARD)
 
 
 class NodeError(RuntimeError):
